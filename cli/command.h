@@ -1,0 +1,32 @@
+// The subcommands of `loom`: each registers a path ("data shapes"), a one-line summary
+// and a function of its arguments. main dispatches on the longest matching path.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace loom::cli {
+
+struct Command {
+  std::string path;     // words after `loom`: "train", "data fashion-mnist"
+  std::string summary;  // one line for `loom --help`
+  // Runs with the arguments after the path; `name` is "loom <path>" for messages.
+  std::function<absl::Status(const std::string& name, const std::vector<std::string>& args)> run;
+};
+
+// Every command, in the order `loom --help` lists them.
+std::vector<Command> AllCommands();
+
+// One factory per file under cli/.
+Command InfoCommand();
+Command TrainCommand();
+// Commands whose implementation is tracked by an open issue: they say so and exit 2.
+std::vector<Command> PendingCommands();
+
+// Runs `loom` with argv[1..]; returns the process exit code.
+int Dispatch(const std::vector<std::string>& args);
+
+}  // namespace loom::cli

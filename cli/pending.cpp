@@ -1,0 +1,57 @@
+// Subcommands of the CLI contract (../DESIGN.md) that are not built yet: each says
+// which issue builds it and exits 2, so scripts fail loudly instead of silently.
+#include <cstdio>
+
+#include "cli/command.h"
+
+namespace loom::cli {
+namespace {
+
+Command Pending(std::string path, std::string usage, std::string summary, int issue) {
+  Command c;
+  c.path = path;
+  c.summary = summary + " [not built yet]";
+  c.run = [usage, summary, issue](const std::string& name, const std::vector<std::string>& args) {
+    for (const std::string& a : args) {
+      if (a == "--help" || a == "-h") {
+        std::printf("usage: %s %s\n\n%s\n\nNot built yet: tracked in issue #%d.\n", name.c_str(),
+                    usage.c_str(), summary.c_str(), issue);
+        return absl::OkStatus();
+      }
+    }
+    return absl::UnimplementedError(name + " is not built yet (tracked in issue #" +
+                                    std::to_string(issue) + ")");
+  };
+  return c;
+}
+
+}  // namespace
+
+std::vector<Command> PendingCommands() {
+  return {
+      Pending("data fashion-mnist", "--out DIR",
+              "Fashion-MNIST shards from Debian's dataset-fashion-mnist", 3),
+      Pending("data folder", "--src DIR --captions FILE --out DIR --size N [--on-error fail|skip]",
+              "shards from image files listed with captions in a JSONL file", 3),
+      Pending("data shapes", "--out DIR --count N --size S [--frames T]",
+              "synthetic coloured shapes with exact captions, images or video", 3),
+      Pending("data moving-fashion", "--out DIR --count N --frames T --size S",
+              "video clips of moving Fashion-MNIST garments", 3),
+      Pending("data inspect", "PATH", "check every shard against manifest, schema and checksums",
+              3),
+      Pending("data tokenizer", "--data DIR --out FILE --vocab N",
+              "train the caption tokenizer of a dataset", 3),
+      Pending("sample", "--model RUN_OR_EXPORT --prompt TEXT --out FILE.png [--n --steps --cfg --seed]",
+              "generate images from a trained model", 5),
+      Pending("export", "RUN_OR_CHECKPOINT --out DIR [--weights ema|raw] [--dtype fp32|bf16|fp16]",
+              "write model.safetensors + config.json for inference", 6),
+      Pending("eval classifier", "--data DIR --out DIR", "train the judge classifier", 6),
+      Pending("eval prompts", "--model DIR --judge DIR", "prompt accuracy and Frechet distance", 6),
+      Pending("bench loader", "--data DIR [--workers K]", "loader throughput against bare HDF5", 3),
+      Pending("bench comm", "", "collective bandwidth against raw MPI (under mpirun)", 4),
+      Pending("bench step", "--config FILE", "training step throughput and FLOP/s", 5),
+      Pending("bench checkpoint", "--config FILE", "checkpoint save and load time", 5),
+  };
+}
+
+}  // namespace loom::cli

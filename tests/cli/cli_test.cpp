@@ -1,0 +1,115 @@
+// The loom binary as a user meets it: exit codes, one clear line on stderr for bad
+// input, nothing written by a failing command, help everywhere, info's JSON line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/subprocess.h"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kLoom = LOOM_BINARY;
+const std::string kConfig = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.yaml";
+
+// Runs loom in a fresh directory and checks that a failing command wrote nothing there.
+testing::Result RunLoom(const std::string& args, bool expect_nothing_written = true) {
+  testing::TempDir dir;
+  testing::Result r = testing::Run(kLoom + " " + args, dir.str());
+  if (expect_nothing_written) {
+    EXPECT_TRUE(fs::is_empty(dir.path())) << "'loom " << args << "' wrote into its directory";
+  }
+  return r;
+}
+
+size_t Lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+
+void ExpectBadInput(const std::string& args, const std::string& fragment) {
+  const testing::Result r = RunLoom(args);
+  EXPECT_EQ(r.code, 2) << "loom " << args << "\n" << r.err;
+  EXPECT_EQ(Lines(r.err), 1u) << "expected one line on stderr, got:\n" << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(Cli, BadInputIsOneLineAndExitTwo) {
+  ExpectBadInput("trian", "unknown command 'trian' (did you mean 'train'?)");
+  ExpectBadInput("data shaps", "unknown command 'loom data shaps' (did you mean 'shapes'?)");
+  ExpectBadInput("data", "'loom data' needs a command");
+  ExpectBadInput("info --verbose", "unknown flag '--verbose'");
+  ExpectBadInput("train", "missing CONFIG");
+  ExpectBadInput("train /nonexistent/x.yaml", "cannot read config '/nonexistent/x.yaml'");
+  ExpectBadInput("train " + kConfig + " bogus.key=1", "unknown key 'bogus.key'");
+  ExpectBadInput("train " + kConfig + " optim.lr=fast",
+                 "override 'optim.lr=fast': optim.lr: expected a finite number, got 'fast'");
+  ExpectBadInput("train " + kConfig + " --print-confg", "did you mean '--print-config'?");
+  ExpectBadInput("train " + kConfig + " dist.strategy=zero4", "did you mean 'zero1'?");
+}
+
+TEST(Cli, MalformedAndMistypedFilesNameFileAndLine) {
+  testing::TempDir dir;
+  const std::string bad = dir.str() + "/bad.yaml";
+  std::ofstream(bad) << "run: {name: x}\noptim:\n  lr: [1\n";
+  ExpectBadInput("train " + bad, bad + ":");
+  ExpectBadInput("train " + bad, "malformed YAML");
+  std::ofstream(bad, std::ios::trunc) << "run: {name: x}\ntrain:\n  steps: many\n";
+  ExpectBadInput("train " + bad, bad + ":3:10: train.steps: expected an integer, got 'many'");
+  std::ofstream(bad, std::ios::trunc) << "optim:\n  lrate: 1\n";
+  ExpectBadInput("train " + bad, bad + ":2:3: unknown key 'optim.lrate' (did you mean 'optim.lr'?)");
+}
+
+TEST(Cli, PendingCommandsSaySoAndExitTwo) {
+  ExpectBadInput("data shapes --out x --count 3 --size 8", "not built yet");
+  ExpectBadInput("bench comm", "not built yet");
+}
+
+TEST(Cli, HelpEverywhere) {
+  for (const std::string args : {"--help", "info --help", "train --help", "data --help",
+                                 "data shapes --help", "eval --help", "bench comm --help"}) {
+    const testing::Result r = RunLoom(args);
+    EXPECT_EQ(r.code, 0) << args << "\n" << r.err;
+    EXPECT_NE(r.out.find("usage: loom"), std::string::npos) << args << "\n" << r.out;
+  }
+  EXPECT_EQ(RunLoom("").code, 2);
+}
+
+TEST(Cli, PrintConfigRoundTripsThroughAFile) {
+  const testing::Result first = RunLoom("train " + kConfig + " optim.lr=2e-4 --print-config");
+  ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_NE(first.out.find("lr: 0.0002"), std::string::npos) << first.out;
+  testing::TempDir dir;
+  const std::string resolved = dir.str() + "/resolved.yaml";
+  std::ofstream(resolved) << first.out;
+  const testing::Result second = RunLoom("train " + resolved + " --print-config");
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_EQ(second.out, first.out);
+}
+
+TEST(Cli, KeysListsDocumentedKeys) {
+  const testing::Result r = RunLoom("train --keys");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("dist.strategy"), std::string::npos);
+  EXPECT_NE(r.out.find("model.text.width"), std::string::npos);
+}
+
+TEST(Cli, InfoEndsWithAJsonLine) {
+  const testing::Result r = RunLoom("info");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string last = r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1);
+  const nlohmann::json j = nlohmann::json::parse(last);
+  EXPECT_EQ(j["rank"], 0);
+  EXPECT_EQ(j["world"], 1);
+  for (const char* key : {"libtorch", "cuda_available", "cuda_devices", "nccl_compiled",
+                          "nccl_version", "mpi", "hdf5", "threads"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_FALSE(j["libtorch"].get<std::string>().empty());
+  EXPECT_NE(j["mpi"].get<std::string>().find("MPI"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace loom
