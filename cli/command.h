@@ -23,6 +23,7 @@ std::vector<Command> AllCommands();
 // One factory per file under cli/.
 Command InfoCommand();
 Command TrainCommand();
+std::vector<Command> DataCommands();
 // Commands whose implementation is tracked by an open issue: they say so and exit 2.
 std::vector<Command> PendingCommands();
 

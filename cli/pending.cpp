@@ -29,16 +29,12 @@ Command Pending(std::string path, std::string usage, std::string summary, int is
 
 std::vector<Command> PendingCommands() {
   return {
-      Pending("data fashion-mnist", "--out DIR",
-              "Fashion-MNIST shards from Debian's dataset-fashion-mnist", 3),
       Pending("data folder", "--src DIR --captions FILE --out DIR --size N [--on-error fail|skip]",
               "shards from image files listed with captions in a JSONL file", 3),
       Pending("data shapes", "--out DIR --count N --size S [--frames T]",
               "synthetic coloured shapes with exact captions, images or video", 3),
       Pending("data moving-fashion", "--out DIR --count N --frames T --size S",
               "video clips of moving Fashion-MNIST garments", 3),
-      Pending("data inspect", "PATH", "check every shard against manifest, schema and checksums",
-              3),
       Pending("data tokenizer", "--data DIR --out FILE --vocab N",
               "train the caption tokenizer of a dataset", 3),
       Pending("sample", "--model RUN_OR_EXPORT --prompt TEXT --out FILE.png [--n --steps --cfg --seed]",

@@ -1,0 +1,178 @@
+// Schema-checked, checksum-verified shard reading (see shard_reader.h).
+#include "data/shard_reader.h"
+
+#include <filesystem>
+
+namespace loom::data {
+namespace {
+
+// Checks that dataset `name` exists with the given element class/size and rank.
+absl::StatusOr<h5::Handle> OpenDataset(hid_t file, const std::string& path, const char* name,
+                                       H5T_class_t type_class, size_t type_size, int rank,
+                                       bool required) {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+    if (!required) return h5::Handle();
+    return absl::InvalidArgumentError(path + ": dataset '" + std::string(name) +
+                                      "' is missing (not a loom shard, or damaged)");
+  }
+  h5::Handle ds = h5::Dataset(H5Dopen2(file, name, H5P_DEFAULT));
+  if (!ds.valid()) {
+    return absl::InvalidArgumentError(path + ": dataset '" + std::string(name) + "' cannot be opened");
+  }
+  h5::Handle type = h5::Type(H5Dget_type(ds.get()));
+  const bool class_ok = H5Tget_class(type.get()) == type_class;
+  const bool size_ok = type_size == 0 || H5Tget_size(type.get()) == type_size;
+  if (!class_ok || !size_ok) {
+    return absl::InvalidArgumentError(path + ": dataset '" + std::string(name) +
+                                      "' has the wrong element type");
+  }
+  ASSIGN_OR_RETURN(std::vector<hsize_t> dims, h5::Dims(ds.get()));
+  if (static_cast<int>(dims.size()) != rank) {
+    return absl::InvalidArgumentError(path + ": dataset '" + std::string(name) + "' has rank " +
+                                      std::to_string(dims.size()) + ", expected " +
+                                      std::to_string(rank));
+  }
+  return ds;
+}
+
+}  // namespace
+
+ShardReader::~ShardReader() = default;
+
+absl::StatusOr<std::unique_ptr<ShardReader>> ShardReader::Open(const std::string& path,
+                                                               const SampleSpec* expect) {
+  h5::Silence();
+  if (!std::filesystem::exists(path)) return absl::NotFoundError(path + ": shard file is missing");
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    return absl::InvalidArgumentError(path + ": not an HDF5 file (truncated or damaged?)");
+  }
+  std::unique_ptr<ShardReader> r(new ShardReader());
+  r->path_ = path;
+  r->file_ = h5::File(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!r->file_.valid()) {
+    return absl::InvalidArgumentError(path + ": cannot open as HDF5 (truncated or damaged?)");
+  }
+  const hid_t file = r->file_.get();
+  const auto attr_error = [&](const absl::Status& s) {
+    return absl::InvalidArgumentError(path + ": " + std::string(s.message()));
+  };
+  auto format = h5::ReadStringAttr(file, "format");
+  if (!format.ok()) return attr_error(format.status());
+  if (*format != kShardFormat) {
+    return absl::InvalidArgumentError(path + ": format is '" + *format + "', not " + kShardFormat);
+  }
+  auto version = h5::ReadIntAttr(file, "version");
+  if (!version.ok()) return attr_error(version.status());
+  if (*version != kShardVersion) {
+    return absl::InvalidArgumentError(path + ": shard version " + std::to_string(*version) +
+                                      " is not supported (this loom reads version " +
+                                      std::to_string(kShardVersion) + ")");
+  }
+  auto modality = h5::ReadStringAttr(file, "modality");
+  if (!modality.ok()) return attr_error(modality.status());
+  if (absl::Status s = ParseModality(*modality, &r->spec_.modality); !s.ok()) return attr_error(s);
+
+  const bool video = r->spec_.modality == Modality::kVideo;
+  const char* pixel_name = video ? kVideos : kImages;
+  ASSIGN_OR_RETURN(r->pixels_, OpenDataset(file, path, pixel_name, H5T_INTEGER, 1, video ? 5 : 4, true));
+  ASSIGN_OR_RETURN(std::vector<hsize_t> dims, h5::Dims(r->pixels_.get()));
+  size_t k = 1;
+  if (video) r->spec_.frames = static_cast<int>(dims[k++]);
+  r->spec_.height = static_cast<int>(dims[k++]);
+  r->spec_.width = static_cast<int>(dims[k++]);
+  r->spec_.channels = static_cast<int>(dims[k++]);
+  if (absl::Status s = r->spec_.Validate(); !s.ok()) return attr_error(s);
+  if (expect != nullptr && !(*expect == r->spec_)) {
+    return absl::InvalidArgumentError(path + ": samples are " + r->spec_.ToString() +
+                                      " but the manifest says " + expect->ToString());
+  }
+  r->count_ = static_cast<int64_t>(dims[0]);
+
+  ASSIGN_OR_RETURN(r->captions_, OpenDataset(file, path, kCaptions, H5T_STRING, 0, 1, true));
+  ASSIGN_OR_RETURN(r->checksums_, OpenDataset(file, path, kChecksums, H5T_INTEGER, 4, 1, true));
+  ASSIGN_OR_RETURN(r->labels_, OpenDataset(file, path, kLabels, H5T_INTEGER, 8, 1, false));
+  for (const h5::Handle* ds : {&r->captions_, &r->checksums_, &r->labels_}) {
+    if (!ds->valid()) continue;
+    ASSIGN_OR_RETURN(std::vector<hsize_t> d, h5::Dims(ds->get()));
+    if (static_cast<int64_t>(d[0]) != r->count_) {
+      return absl::InvalidArgumentError(path + ": datasets disagree on the sample count (" +
+                                        std::to_string(d[0]) + " vs " +
+                                        std::to_string(r->count_) + ")");
+    }
+  }
+  {
+    h5::Handle type = h5::Type(H5Dget_type(r->captions_.get()));
+    if (H5Tis_variable_str(type.get()) <= 0) {
+      return absl::InvalidArgumentError(path + ": captions are not variable-length strings");
+    }
+  }
+  r->caption_type_ = h5::Utf8StringType();
+  return r;
+}
+
+absl::Status ShardReader::Bad(int64_t index, const std::string& what) const {
+  return absl::DataLossError(path_ + ": sample " + std::to_string(index) + ": " + what);
+}
+
+absl::Status ShardReader::Read(int64_t index, Sample* out) const {
+  if (index < 0 || index >= count_) {
+    return absl::OutOfRangeError(path_ + ": sample " + std::to_string(index) + " is out of range (" +
+                                 std::to_string(count_) + " samples)");
+  }
+  const hsize_t i = static_cast<hsize_t>(index);
+  // Pixels: the one chunk of this sample.
+  {
+    std::vector<hsize_t> start = {i}, count = {1};
+    for (int64_t d : spec_.dims()) {
+      start.push_back(0);
+      count.push_back(static_cast<hsize_t>(d));
+    }
+    h5::Handle file_space = h5::Space(H5Dget_space(pixels_.get()));
+    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+    hsize_t flat[1] = {static_cast<hsize_t>(spec_.bytes())};
+    h5::Handle mem_space = h5::Space(H5Screate_simple(1, flat, nullptr));
+    out->pixels.resize(static_cast<size_t>(spec_.bytes()));
+    if (H5Dread(pixels_.get(), H5T_NATIVE_UINT8, mem_space.get(), file_space.get(), H5P_DEFAULT,
+                out->pixels.data()) < 0) {
+      return Bad(index, "pixels cannot be read (damaged chunk?)");
+    }
+  }
+  hsize_t one[1] = {1};
+  h5::Handle mem_one = h5::Space(H5Screate_simple(1, one, nullptr));
+  const auto select = [&](hid_t ds) {
+    h5::Handle space = h5::Space(H5Dget_space(ds));
+    hsize_t start[1] = {i};
+    H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, one, nullptr);
+    return space;
+  };
+  {
+    h5::Handle space = select(captions_.get());
+    char* text = nullptr;
+    if (H5Dread(captions_.get(), caption_type_.get(), mem_one.get(), space.get(), H5P_DEFAULT, &text) < 0) {
+      return Bad(index, "caption cannot be read");
+    }
+    out->caption = text != nullptr ? text : "";
+    if (text != nullptr) H5free_memory(text);
+  }
+  out->label = -1;
+  if (labels_.valid()) {
+    h5::Handle space = select(labels_.get());
+    if (H5Dread(labels_.get(), H5T_NATIVE_INT64, mem_one.get(), space.get(), H5P_DEFAULT, &out->label) < 0) {
+      return Bad(index, "label cannot be read");
+    }
+  }
+  uint32_t expected = 0;
+  {
+    h5::Handle space = select(checksums_.get());
+    if (H5Dread(checksums_.get(), H5T_NATIVE_UINT32, mem_one.get(), space.get(), H5P_DEFAULT, &expected) < 0) {
+      return Bad(index, "checksum cannot be read");
+    }
+  }
+  if (!IsValidUtf8(out->caption)) return Bad(index, "caption is not valid UTF-8");
+  if (SampleChecksum(out->pixels.data(), spec_.bytes(), out->caption, out->label) != expected) {
+    return Bad(index, "checksum mismatch (the file is damaged; re-create or restore it)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace loom::data

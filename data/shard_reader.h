@@ -1,0 +1,53 @@
+// Reads samples from one shard-format-v1 HDF5 file, checking its schema when opened
+// and each sample's checksum when read, so damage is reported with file and sample.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/hdf5_util.h"
+#include "data/shard_format.h"
+
+namespace loom::data {
+
+struct Sample {
+  std::vector<uint8_t> pixels;  // spec.bytes() values in [T,]H,W,C order
+  std::string caption;
+  int64_t label = -1;
+};
+
+class ShardReader {
+ public:
+  // Opens `path` and checks format, version, modality, dataset shapes and dtypes.
+  // `expect` (optional) is the sample spec the manifest promises.
+  static absl::StatusOr<std::unique_ptr<ShardReader>> Open(const std::string& path,
+                                                           const SampleSpec* expect = nullptr);
+  ~ShardReader();
+
+  int64_t size() const { return count_; }
+  const SampleSpec& spec() const { return spec_; }
+  bool has_labels() const { return labels_.valid(); }
+  const std::string& path() const { return path_; }
+
+  // Reads sample `index` into `out`, verifying its checksum and caption encoding.
+  absl::Status Read(int64_t index, Sample* out) const;
+
+ private:
+  ShardReader() = default;
+  absl::Status Bad(int64_t index, const std::string& what) const;
+
+  std::string path_;
+  SampleSpec spec_;
+  int64_t count_ = 0;
+  h5::Handle file_;
+  h5::Handle pixels_;
+  h5::Handle captions_;
+  h5::Handle labels_;
+  h5::Handle checksums_;
+  h5::Handle caption_type_;
+};
+
+}  // namespace loom::data
