@@ -23,7 +23,8 @@ std::vector<Command> AllCommands();
 // One factory per file under cli/.
 Command InfoCommand();
 Command TrainCommand();
-std::vector<Command> DataCommands();
+std::vector<Command> DataCommands();    // cli/data.cpp: inspect, tokenizer
+std::vector<Command> IngestCommands();  // cli/ingest.cpp: dataset makers
 // Commands whose implementation is tracked by an open issue: they say so and exit 2.
 std::vector<Command> PendingCommands();
 

@@ -59,6 +59,7 @@ int Fail(const absl::Status& status) {
 
 std::vector<Command> AllCommands() {
   std::vector<Command> all = {InfoCommand(), TrainCommand()};
+  for (Command& c : IngestCommands()) all.push_back(std::move(c));
   for (Command& c : DataCommands()) all.push_back(std::move(c));
   for (Command& c : PendingCommands()) all.push_back(std::move(c));
   return all;
