@@ -7,6 +7,9 @@
 #include "core/log.h"
 #include "core/status.h"
 #include "data/inspect.h"
+#include "data/manifest.h"
+#include "data/shard_reader.h"
+#include "data/tokenizer.h"
 #include "dist/runtime.h"
 
 namespace loom::cli {
@@ -31,11 +34,41 @@ absl::Status RunInspect(const std::string& name, const std::vector<std::string>&
   return absl::OkStatus();
 }
 
+absl::Status RunTokenizer(const std::string& name, const std::vector<std::string>& argv) {
+  std::string dir, out;
+  int64_t vocab = 1024;
+  ArgParser args(name, "Trains the caption tokenizer (SentencePiece BPE) on every caption of a\n"
+                       "dataset and writes its model file; deterministic for the same captions.");
+  args.Flag("data", &dir, "dataset directory (manifest.json + shards)").Required();
+  args.Flag("out", &out, "tokenizer file to write (default: DATA/tokenizer.model)");
+  args.Flag("vocab", &vocab, "vocabulary size (an upper bound for small caption sets)");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  RETURN_IF_ERROR(SingleProcess(name));
+  if (out.empty()) out = dir + "/tokenizer.model";
+  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(dir));
+  std::vector<std::string> captions;
+  captions.reserve(static_cast<size_t>(manifest.total));
+  for (const data::ShardEntry& e : manifest.shards) {
+    ASSIGN_OR_RETURN(auto reader, data::ShardReader::Open(dir + "/" + e.file, &manifest.spec));
+    captions.insert(captions.end(), reader->captions().begin(), reader->captions().end());
+  }
+  ASSIGN_OR_RETURN(auto tokenizer, data::Tokenizer::Train(captions, static_cast<int>(vocab)));
+  RETURN_IF_ERROR(tokenizer->Save(out));
+  log::Info() << "wrote " << out << ": vocabulary " << tokenizer->vocab_size() << " from "
+              << captions.size() << " captions";
+  log::Info() << nlohmann::json({{"out", out}, {"vocab", tokenizer->vocab_size()},
+                                 {"captions", captions.size()}})
+                     .dump();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::vector<Command> DataCommands() {
   return {
       {"data inspect", "check every shard against manifest, schema and checksums", RunInspect},
+      {"data tokenizer", "train the caption tokenizer of a dataset", RunTokenizer},
   };
 }
 

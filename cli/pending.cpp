@@ -35,8 +35,6 @@ std::vector<Command> PendingCommands() {
               "synthetic coloured shapes with exact captions, images or video", 3),
       Pending("data moving-fashion", "--out DIR --count N --frames T --size S",
               "video clips of moving Fashion-MNIST garments", 3),
-      Pending("data tokenizer", "--data DIR --out FILE --vocab N",
-              "train the caption tokenizer of a dataset", 3),
       Pending("sample", "--model RUN_OR_EXPORT --prompt TEXT --out FILE.png [--n --steps --cfg --seed]",
               "generate images from a trained model", 5),
       Pending("export", "RUN_OR_CHECKPOINT --out DIR [--weights ema|raw] [--dtype fp32|bf16|fp16]",

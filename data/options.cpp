@@ -9,6 +9,8 @@ void DataOptions::Describe(config::Fields<DataOptions>& f) {
   f.Add("test", &O::test, "directory of held-out shards for evaluation (optional)");
   f.Add("image_size", &O::image_size, "side of the square images the model sees, in pixels")
       .Rule(config::Between(4, 4096));
+  f.Add("fit", &O::fit, "how stored images reach image_size: resize (antialiased) or pad (centred, black)")
+      .Rule(config::OneOf({"resize", "pad"}));
   f.Add("channels", &O::channels, "image channels: 1 (grayscale) or 3 (RGB)")
       .Rule([](const int& c) -> std::string { return c == 1 || c == 3 ? "" : "must be 1 or 3"; });
   f.Add("frames", &O::frames, "frames per sample: 1 for images, more for video")

@@ -12,6 +12,7 @@ struct DataOptions {
   std::string train = "";        // directory of HDF5 shards with manifest.json
   std::string test = "";         // optional held-out shards
   int image_size = 32;
+  std::string fit = "resize";   // stored size -> image_size: resize | pad
   int channels = 1;
   int frames = 1;                // > 1 for video
   int64_t batch_size = 128;      // global batch (all ranks, one optimizer step)

@@ -107,7 +107,32 @@ absl::StatusOr<std::unique_ptr<ShardReader>> ShardReader::Open(const std::string
     }
   }
   r->caption_type_ = h5::Utf8StringType();
+  RETURN_IF_ERROR(r->LoadMetadata());
   return r;
+}
+
+absl::Status ShardReader::LoadMetadata() {
+  const size_t n = static_cast<size_t>(count_);
+  std::vector<char*> texts(n, nullptr);
+  if (H5Dread(captions_.get(), caption_type_.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, texts.data()) < 0) {
+    return absl::DataLossError(path_ + ": captions cannot be read (damaged?)");
+  }
+  caption_cache_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    caption_cache_[i] = texts[i] != nullptr ? texts[i] : "";
+    if (texts[i] != nullptr) H5free_memory(texts[i]);
+  }
+  label_cache_.assign(n, -1);
+  if (labels_.valid() &&
+      H5Dread(labels_.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, label_cache_.data()) < 0) {
+    return absl::DataLossError(path_ + ": labels cannot be read (damaged?)");
+  }
+  checksum_cache_.resize(n);
+  if (H5Dread(checksums_.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+              checksum_cache_.data()) < 0) {
+    return absl::DataLossError(path_ + ": checksums cannot be read (damaged?)");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ShardReader::Bad(int64_t index, const std::string& what) const {
@@ -115,61 +140,35 @@ absl::Status ShardReader::Bad(int64_t index, const std::string& what) const {
 }
 
 absl::Status ShardReader::Read(int64_t index, Sample* out) const {
+  out->pixels.resize(static_cast<size_t>(spec_.bytes()));
+  return ReadInto(index, out->pixels.data(), &out->caption, &out->label);
+}
+
+absl::Status ShardReader::ReadInto(int64_t index, uint8_t* pixels, std::string* caption,
+                                   int64_t* label) const {
   if (index < 0 || index >= count_) {
     return absl::OutOfRangeError(path_ + ": sample " + std::to_string(index) + " is out of range (" +
                                  std::to_string(count_) + " samples)");
   }
   const hsize_t i = static_cast<hsize_t>(index);
   // Pixels: the one chunk of this sample.
-  {
-    std::vector<hsize_t> start = {i}, count = {1};
-    for (int64_t d : spec_.dims()) {
-      start.push_back(0);
-      count.push_back(static_cast<hsize_t>(d));
-    }
-    h5::Handle file_space = h5::Space(H5Dget_space(pixels_.get()));
-    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
-    hsize_t flat[1] = {static_cast<hsize_t>(spec_.bytes())};
-    h5::Handle mem_space = h5::Space(H5Screate_simple(1, flat, nullptr));
-    out->pixels.resize(static_cast<size_t>(spec_.bytes()));
-    if (H5Dread(pixels_.get(), H5T_NATIVE_UINT8, mem_space.get(), file_space.get(), H5P_DEFAULT,
-                out->pixels.data()) < 0) {
-      return Bad(index, "pixels cannot be read (damaged chunk?)");
-    }
+  std::vector<hsize_t> start = {i}, count = {1};
+  for (int64_t d : spec_.dims()) {
+    start.push_back(0);
+    count.push_back(static_cast<hsize_t>(d));
   }
-  hsize_t one[1] = {1};
-  h5::Handle mem_one = h5::Space(H5Screate_simple(1, one, nullptr));
-  const auto select = [&](hid_t ds) {
-    h5::Handle space = h5::Space(H5Dget_space(ds));
-    hsize_t start[1] = {i};
-    H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, one, nullptr);
-    return space;
-  };
-  {
-    h5::Handle space = select(captions_.get());
-    char* text = nullptr;
-    if (H5Dread(captions_.get(), caption_type_.get(), mem_one.get(), space.get(), H5P_DEFAULT, &text) < 0) {
-      return Bad(index, "caption cannot be read");
-    }
-    out->caption = text != nullptr ? text : "";
-    if (text != nullptr) H5free_memory(text);
+  h5::Handle file_space = h5::Space(H5Dget_space(pixels_.get()));
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+  hsize_t flat[1] = {static_cast<hsize_t>(spec_.bytes())};
+  h5::Handle mem_space = h5::Space(H5Screate_simple(1, flat, nullptr));
+  if (H5Dread(pixels_.get(), H5T_NATIVE_UINT8, mem_space.get(), file_space.get(), H5P_DEFAULT,
+              pixels) < 0) {
+    return Bad(index, "pixels cannot be read (damaged chunk?)");
   }
-  out->label = -1;
-  if (labels_.valid()) {
-    h5::Handle space = select(labels_.get());
-    if (H5Dread(labels_.get(), H5T_NATIVE_INT64, mem_one.get(), space.get(), H5P_DEFAULT, &out->label) < 0) {
-      return Bad(index, "label cannot be read");
-    }
-  }
-  uint32_t expected = 0;
-  {
-    h5::Handle space = select(checksums_.get());
-    if (H5Dread(checksums_.get(), H5T_NATIVE_UINT32, mem_one.get(), space.get(), H5P_DEFAULT, &expected) < 0) {
-      return Bad(index, "checksum cannot be read");
-    }
-  }
-  if (!IsValidUtf8(out->caption)) return Bad(index, "caption is not valid UTF-8");
-  if (SampleChecksum(out->pixels.data(), spec_.bytes(), out->caption, out->label) != expected) {
+  *caption = caption_cache_[i];
+  *label = label_cache_[i];
+  if (!IsValidUtf8(*caption)) return Bad(index, "caption is not valid UTF-8");
+  if (SampleChecksum(pixels, spec_.bytes(), *caption, *label) != checksum_cache_[i]) {
     return Bad(index, "checksum mismatch (the file is damaged; re-create or restore it)");
   }
   return absl::OkStatus();

@@ -31,16 +31,27 @@ class ShardReader {
   const SampleSpec& spec() const { return spec_; }
   bool has_labels() const { return labels_.valid(); }
   const std::string& path() const { return path_; }
+  // Every caption of the shard (read at Open; not checked against the checksums).
+  const std::vector<std::string>& captions() const { return caption_cache_; }
 
   // Reads sample `index` into `out`, verifying its checksum and caption encoding.
   absl::Status Read(int64_t index, Sample* out) const;
+  // The same into caller-owned memory: spec().bytes() pixels at `pixels`.
+  absl::Status ReadInto(int64_t index, uint8_t* pixels, std::string* caption, int64_t* label) const;
 
  private:
   ShardReader() = default;
   absl::Status Bad(int64_t index, const std::string& what) const;
 
+  // Captions, labels and checksums are small: read once at Open, so a sample read is
+  // one HDF5 call for its pixels.
+  absl::Status LoadMetadata();
+
   std::string path_;
   SampleSpec spec_;
+  std::vector<std::string> caption_cache_;
+  std::vector<int64_t> label_cache_;
+  std::vector<uint32_t> checksum_cache_;
   int64_t count_ = 0;
   h5::Handle file_;
   h5::Handle pixels_;

@@ -1,0 +1,273 @@
+// Prefetching, order-preserving batch loading (see loader.h).
+#include "data/loader.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/shard_reader.h"
+
+namespace loom::data {
+
+// Worker threads, each with its own open shard handles, and the batches in flight.
+struct Loader::Impl {
+  const LoaderOptions* options = nullptr;
+  const Manifest* manifest = nullptr;
+  std::vector<int64_t> shard_start;  // global id of each shard's first sample
+  std::vector<std::vector<std::unique_ptr<ShardReader>>> readers;  // [worker][shard]
+  std::atomic<int64_t> skipped{0};
+
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::function<void(int)>> tasks;
+  std::vector<std::thread> threads;
+  bool stopping = false;
+  std::deque<std::future<absl::StatusOr<Batch>>> inflight;
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+      tasks.clear();
+    }
+    wake.notify_all();
+    for (std::thread& t : threads) t.join();
+  }
+
+  void Start(int workers) {
+    for (int w = 0; w < workers; ++w) {
+      threads.emplace_back([this, w] {
+        for (;;) {
+          std::function<void(int)> task;
+          {
+            std::unique_lock<std::mutex> lock(mutex);
+            wake.wait(lock, [this] { return stopping || !tasks.empty(); });
+            if (stopping) return;
+            task = std::move(tasks.front());
+            tasks.pop_front();
+          }
+          task(w);
+        }
+      });
+    }
+  }
+
+  absl::StatusOr<const ShardReader*> Reader(int worker, size_t shard) {
+    std::unique_ptr<ShardReader>& slot = readers[worker][shard];
+    if (!slot) {
+      const std::string path = options->dir + "/" + manifest->shards[shard].file;
+      ASSIGN_OR_RETURN(slot, ShardReader::Open(path, &manifest->spec));
+      if (slot->size() != manifest->shards[shard].count) {
+        return absl::DataLossError(path + ": " + std::to_string(slot->size()) +
+                                   " samples, the manifest says " +
+                                   std::to_string(manifest->shards[shard].count));
+      }
+    }
+    return slot.get();
+  }
+
+  absl::Status ReadSample(int worker, int64_t id, uint8_t* pixels, std::string* caption,
+                          int64_t* label) {
+    const size_t shard = static_cast<size_t>(
+        std::upper_bound(shard_start.begin(), shard_start.end(), id) - shard_start.begin() - 1);
+    ASSIGN_OR_RETURN(const ShardReader* reader, Reader(worker, shard));
+    return reader->ReadInto(id - shard_start[shard], pixels, caption, label);
+  }
+
+  // Reads sample `id`; with skip_bad, a defective sample is logged, counted and replaced
+  // by the next readable one, so the batch keeps its size and its order stays fixed.
+  absl::Status ReadOrSkip(int worker, int64_t id, uint8_t* pixels, std::string* caption,
+                          int64_t* label) {
+    absl::Status status = ReadSample(worker, id, pixels, caption, label);
+    if (status.ok() || !options->skip_bad) return status;
+    const int64_t total = manifest->total;
+    for (int64_t k = 1; k <= 16 && !status.ok(); ++k) {
+      const int64_t count = ++skipped;
+      log::Warning() << "skipping sample " << id << " (" << status.message() << "); "
+                     << count << " skipped so far";
+      if (count > options->max_skipped) {
+        return absl::DataLossError("more than " + std::to_string(options->max_skipped) +
+                                   " defective samples skipped (data.max_skipped); last: " +
+                                   std::string(status.message()));
+      }
+      id = (id + 1) % total;
+      status = ReadSample(worker, id, pixels, caption, label);
+    }
+    return status;
+  }
+
+  absl::StatusOr<Batch> Build(int worker, const LoaderState& start, std::vector<int64_t> ids);
+};
+
+absl::StatusOr<Batch> Loader::Impl::Build(int worker, const LoaderState& start,
+                                          std::vector<int64_t> ids) {
+  const SampleSpec& spec = manifest->spec;
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const int64_t bytes = spec.bytes();
+  torch::Tensor raw = torch::empty({n * bytes}, torch::kUInt8);
+  uint8_t* dst = raw.data_ptr<uint8_t>();
+  Batch batch;
+  batch.start = start;
+  batch.captions.resize(n);
+  batch.labels = torch::empty({n}, torch::kInt64);
+  batch.ids = torch::from_blob(ids.data(), {n}, torch::kInt64).clone();
+  int64_t* labels = batch.labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    RETURN_IF_ERROR(ReadOrSkip(worker, ids[i], dst + i * bytes, &batch.captions[i], &labels[i]));
+  }
+
+  // uint8 [B, (T,) H, W, C] -> float [B, (T,) C, H, W] in [-1, 1].
+  const bool video = spec.modality == Modality::kVideo;
+  torch::Tensor x = video ? raw.view({n * spec.frames, spec.height, spec.width, spec.channels})
+                          : raw.view({n, spec.height, spec.width, spec.channels});
+  x = x.permute({0, 3, 1, 2}).to(torch::kFloat32).div_(127.5).sub_(1.0).contiguous();
+  const int size = options->image_size;
+  if (size > 0 && (size != spec.height || size != spec.width)) {
+    if (options->fit == "pad") {
+      const int top = (size - spec.height) / 2, left = (size - spec.width) / 2;
+      x = torch::constant_pad_nd(x, {left, size - spec.width - left, top, size - spec.height - top},
+                                 -1.0);
+    } else {
+      x = torch::nn::functional::interpolate(
+          x, torch::nn::functional::InterpolateFuncOptions()
+                 .size(std::vector<int64_t>{size, size})
+                 .mode(torch::kBilinear)
+                 .align_corners(false)
+                 .antialias(true));
+    }
+  }
+  if (options->flip) {
+    // A coin per sample from (seed, epoch, id): the same flips at any world size.
+    for (int64_t i = 0; i < n; ++i) {
+      SplitMix64 rng(SeedFor(start.seed, 0x464c4950ull + static_cast<uint64_t>(start.epoch),
+                             static_cast<uint64_t>(ids[i])));
+      if (rng.Next() & 1) {
+        if (video) {
+          auto clip = x.narrow(0, i * spec.frames, spec.frames);
+          clip.copy_(clip.flip({3}));
+        } else {
+          x[i].copy_(x[i].flip({2}));
+        }
+      }
+    }
+  }
+  if (video) x = x.view({n, spec.frames, x.size(1), x.size(2), x.size(3)});
+  batch.pixels = x;
+
+  if (options->tokenizer) {
+    const int L = options->max_tokens;
+    batch.tokens = torch::empty({n, L}, torch::kInt64);
+    batch.mask = torch::empty({n, L}, torch::kBool);
+    for (int64_t i = 0; i < n; ++i) {
+      options->tokenizer->Encode(batch.captions[i], L, batch.tokens[i].data_ptr<int64_t>(),
+                                 batch.mask[i].data_ptr<bool>());
+    }
+  }
+  return batch;
+}
+
+Loader::Loader(const LoaderOptions& options, Manifest manifest, const LoaderState& state)
+    : options_(options),
+      manifest_(std::move(manifest)),
+      plan_(manifest_.total, options.batch, state.seed),
+      consumed_(state),
+      planned_(state),
+      impl_(std::make_unique<Impl>()) {
+  impl_->options = &options_;
+  impl_->manifest = &manifest_;
+  int64_t start = 0;
+  for (const ShardEntry& e : manifest_.shards) {
+    impl_->shard_start.push_back(start);
+    start += e.count;
+  }
+  const int handles = std::max(1, options_.workers);
+  impl_->readers.resize(handles);
+  for (auto& r : impl_->readers) r.resize(manifest_.shards.size());
+  impl_->Start(options_.workers);
+}
+
+Loader::~Loader() = default;
+
+int64_t Loader::skipped() const { return impl_->skipped.load(); }
+
+absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const LoaderOptions& options,
+                                                       const LoaderState& state) {
+  ASSIGN_OR_RETURN(Manifest manifest, ReadManifest(options.dir));
+  const SampleSpec& spec = manifest.spec;
+  const std::string where = options.dir + ": ";
+  if (options.world < 1 || options.rank < 0 || options.rank >= options.world) {
+    return absl::InvalidArgumentError(where + "bad rank " + std::to_string(options.rank) + " of " +
+                                      std::to_string(options.world));
+  }
+  if (options.batch <= 0 || options.batch % options.world != 0) {
+    return absl::InvalidArgumentError("batch " + std::to_string(options.batch) +
+                                      " does not divide by the world size " +
+                                      std::to_string(options.world) +
+                                      "; choose a data.batch_size that does");
+  }
+  if (options.batch > manifest.total) {
+    return absl::InvalidArgumentError(where + "batch " + std::to_string(options.batch) +
+                                      " is larger than the dataset (" +
+                                      std::to_string(manifest.total) + " samples)");
+  }
+  if (options.channels != 0 && options.channels != spec.channels) {
+    return absl::InvalidArgumentError(where + "holds " + std::to_string(spec.channels) +
+                                      "-channel samples but data.channels is " +
+                                      std::to_string(options.channels));
+  }
+  if (options.fit != "resize" && options.fit != "pad") {
+    return absl::InvalidArgumentError("fit must be resize or pad, not '" + options.fit + "'");
+  }
+  if (options.fit == "pad" && options.image_size > 0 &&
+      (options.image_size < spec.height || options.image_size < spec.width)) {
+    return absl::InvalidArgumentError(where + "samples are " + spec.ToString() +
+                                      ", larger than data.image_size " +
+                                      std::to_string(options.image_size) +
+                                      "; padding cannot shrink them (use data.fit: resize)");
+  }
+  if (options.workers < 0 || options.prefetch < 1) {
+    return absl::InvalidArgumentError("workers must be >= 0 and prefetch >= 1");
+  }
+  return std::unique_ptr<Loader>(new Loader(options, std::move(manifest), state));
+}
+
+absl::StatusOr<Batch> Loader::Next() {
+  const auto my_ids = [this](const LoaderState& s) {
+    const std::vector<int64_t> all = plan_.GlobalBatch(s);
+    const auto [begin, end] = SamplePlan::RankSlice(options_.batch, options_.rank, options_.world);
+    return std::vector<int64_t>(all.begin() + begin, all.begin() + end);
+  };
+  if (options_.workers == 0) {
+    const LoaderState start = plan_.Normalize(consumed_);
+    ASSIGN_OR_RETURN(Batch batch, impl_->Build(0, start, my_ids(start)));
+    consumed_ = plan_.Advance(start);
+    return batch;
+  }
+  // Keep `prefetch` batches in flight; futures return them in plan order.
+  while (static_cast<int>(impl_->inflight.size()) < options_.prefetch) {
+    const LoaderState start = plan_.Normalize(planned_);
+    auto task = std::make_shared<std::packaged_task<absl::StatusOr<Batch>(int)>>(
+        [this, start, ids = my_ids(start)](int worker) { return impl_->Build(worker, start, ids); });
+    impl_->inflight.push_back(task->get_future());
+    {
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      impl_->tasks.emplace_back([task](int worker) { (*task)(worker); });
+    }
+    impl_->wake.notify_one();
+    planned_ = plan_.Advance(start);
+  }
+  absl::StatusOr<Batch> batch = impl_->inflight.front().get();
+  impl_->inflight.pop_front();
+  if (!batch.ok()) return batch.status();
+  consumed_ = plan_.Advance(batch->start);
+  return batch;
+}
+
+}  // namespace loom::data
