@@ -25,6 +25,7 @@ Command InfoCommand();
 Command TrainCommand();
 std::vector<Command> DataCommands();    // cli/data.cpp: inspect, tokenizer
 std::vector<Command> IngestCommands();  // cli/ingest.cpp: dataset makers
+std::vector<Command> BenchCommands();   // cli/bench.cpp: measurements
 // Commands whose implementation is tracked by an open issue: they say so and exit 2.
 std::vector<Command> PendingCommands();
 

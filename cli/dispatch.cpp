@@ -61,6 +61,7 @@ std::vector<Command> AllCommands() {
   std::vector<Command> all = {InfoCommand(), TrainCommand()};
   for (Command& c : IngestCommands()) all.push_back(std::move(c));
   for (Command& c : DataCommands()) all.push_back(std::move(c));
+  for (Command& c : BenchCommands()) all.push_back(std::move(c));
   for (Command& c : PendingCommands()) all.push_back(std::move(c));
   return all;
 }

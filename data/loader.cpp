@@ -123,40 +123,48 @@ absl::StatusOr<Batch> Loader::Impl::Build(int worker, const LoaderState& start,
     RETURN_IF_ERROR(ReadOrSkip(worker, ids[i], dst + i * bytes, &batch.captions[i], &labels[i]));
   }
 
-  // uint8 [B, (T,) H, W, C] -> float [B, (T,) C, H, W] in [-1, 1].
+  // uint8 [B, (T,) H, W, C] -> float [B, (T,) C, H, W] in [-1, 1], padded and flipped in
+  // one pass. Plain loops on purpose: torch ops here would start OpenMP teams from
+  // loader threads, whose spinning takes cores from the HDF5 reads and the trainer.
   const bool video = spec.modality == Modality::kVideo;
-  torch::Tensor x = video ? raw.view({n * spec.frames, spec.height, spec.width, spec.channels})
-                          : raw.view({n, spec.height, spec.width, spec.channels});
-  x = x.permute({0, 3, 1, 2}).to(torch::kFloat32).div_(127.5).sub_(1.0).contiguous();
+  const int64_t frames = n * spec.frames;
+  const int H = spec.height, W = spec.width, C = spec.channels;
   const int size = options->image_size;
-  if (size > 0 && (size != spec.height || size != spec.width)) {
-    if (options->fit == "pad") {
-      const int top = (size - spec.height) / 2, left = (size - spec.width) / 2;
-      x = torch::constant_pad_nd(x, {left, size - spec.width - left, top, size - spec.height - top},
-                                 -1.0);
-    } else {
-      x = torch::nn::functional::interpolate(
-          x, torch::nn::functional::InterpolateFuncOptions()
-                 .size(std::vector<int64_t>{size, size})
-                 .mode(torch::kBilinear)
-                 .align_corners(false)
-                 .antialias(true));
-    }
-  }
-  if (options->flip) {
-    // A coin per sample from (seed, epoch, id): the same flips at any world size.
-    for (int64_t i = 0; i < n; ++i) {
+  const bool pad = size > 0 && options->fit == "pad" && (size != H || size != W);
+  const int out_h = pad ? size : H, out_w = pad ? size : W;
+  const int top = (out_h - H) / 2, left = (out_w - W) / 2;
+  torch::Tensor x = pad ? torch::full({frames, C, out_h, out_w}, -1.0f)
+                        : torch::empty({frames, C, out_h, out_w}, torch::kFloat32);
+  float* out = x.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    bool flip = false;
+    if (options->flip) {
+      // A coin per sample from (seed, epoch, id): the same flips at any world size.
       SplitMix64 rng(SeedFor(start.seed, 0x464c4950ull + static_cast<uint64_t>(start.epoch),
                              static_cast<uint64_t>(ids[i])));
-      if (rng.Next() & 1) {
-        if (video) {
-          auto clip = x.narrow(0, i * spec.frames, spec.frames);
-          clip.copy_(clip.flip({3}));
-        } else {
-          x[i].copy_(x[i].flip({2}));
+      flip = rng.Next() & 1;
+    }
+    for (int t = 0; t < spec.frames; ++t) {
+      const uint8_t* src = dst + i * bytes + static_cast<int64_t>(t) * H * W * C;
+      float* frame = out + (i * spec.frames + t) * C * out_h * out_w;
+      for (int c = 0; c < C; ++c) {
+        for (int y = 0; y < H; ++y) {
+          float* row = frame + (static_cast<int64_t>(c) * out_h + y + top) * out_w + left;
+          const uint8_t* in = src + static_cast<int64_t>(y) * W * C + c;
+          for (int px = 0; px < W; ++px) {
+            row[flip ? W - 1 - px : px] = static_cast<float>(in[px * C]) * (1.0f / 127.5f) - 1.0f;
+          }
         }
       }
     }
+  }
+  if (size > 0 && !pad && (size != H || size != W)) {
+    x = torch::nn::functional::interpolate(
+        x, torch::nn::functional::InterpolateFuncOptions()
+               .size(std::vector<int64_t>{size, size})
+               .mode(torch::kBilinear)
+               .align_corners(false)
+               .antialias(true));
   }
   if (video) x = x.view({n, spec.frames, x.size(1), x.size(2), x.size(3)});
   batch.pixels = x;

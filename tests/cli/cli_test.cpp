@@ -96,6 +96,38 @@ TEST(Cli, KeysListsDocumentedKeys) {
   EXPECT_NE(r.out.find("model.text.width"), std::string::npos);
 }
 
+// The data commands end to end on real Fashion-MNIST (the first 300 of each split).
+TEST(Cli, DataIngestInspectTokenizeAndBench) {
+  testing::TempDir dir;
+  const std::string out = dir.str() + "/fashion";
+  testing::Result r = testing::Run(kLoom + " data fashion-mnist --out " + out + " --limit 300");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = testing::Run(kLoom + " data inspect " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json report = nlohmann::json::parse(r.out.substr(r.out.rfind('{')));
+  EXPECT_EQ(report["samples"], 600);
+  EXPECT_EQ(report["datasets"], 2);
+  // Writing into a finished dataset is refused, and changes nothing.
+  r = testing::Run(kLoom + " data fashion-mnist --out " + out + " --limit 10");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("already holds a dataset"), std::string::npos) << r.err;
+  r = testing::Run(kLoom + " data tokenizer --data " + out + "/train --vocab 64");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/train/tokenizer.model"));
+  r = testing::Run(kLoom + " bench loader --data " + out + "/train --samples 256 --batch 64 --repeats 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json bench = nlohmann::json::parse(r.out.substr(r.out.rfind('{', r.out.rfind("\"data\""))));
+  for (const char* key : {"loader_samples_per_s", "bare_hdf5_samples_per_s", "sequential_mb_per_s",
+                          "ratio_loader_vs_bare_hdf5", "workers_sweep"}) {
+    EXPECT_TRUE(bench.contains(key)) << key;
+  }
+  // A damaged copy fails inspection, naming the file.
+  fs::resize_file(out + "/test/test-00000.h5", 1000);
+  r = testing::Run(kLoom + " data inspect " + out);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find(out + "/test/test-00000.h5"), std::string::npos) << r.err;
+}
+
 TEST(Cli, InfoEndsWithAJsonLine) {
   const testing::Result r = RunLoom("info");
   ASSERT_EQ(r.code, 0) << r.err;

@@ -1,0 +1,49 @@
+// `loom bench ...`: measurements with their baselines; the last stdout line is JSON.
+#include "bench/loader_bench.h"
+#include "cli/command.h"
+#include "core/args.h"
+#include "core/log.h"
+#include "core/status.h"
+
+namespace loom::cli {
+namespace {
+
+absl::Status RunLoaderBench(const std::string& name, const std::vector<std::string>& argv) {
+  bench::LoaderBenchOptions o;
+  std::vector<std::string> workers;
+  int64_t image_size = 0, repeats = o.repeats;
+  ArgParser args(name, "Loader samples/s and MB/s next to a bare single-thread HDF5 read of the\n"
+                       "same samples in the same order, and a sequential read of the files.");
+  args.Flag("data", &o.data, "dataset directory").Required();
+  args.Flag("workers", &workers, "loader worker threads to measure (default: 0, 1 and 2)");
+  args.Flag("batch", &o.batch, "samples per batch");
+  args.Flag("samples", &o.samples, "samples per measurement");
+  args.Flag("image-size", &image_size, "resize to this size as training would (0: as stored)");
+  args.Flag("repeats", &repeats, "measurements per figure; the best is reported");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  if (!workers.empty()) {
+    o.workers.clear();
+    for (const std::string& w : workers) {
+      char* end = nullptr;
+      const long v = std::strtol(w.c_str(), &end, 10);
+      if (*end != '\0' || v < 0 || v > 64) {
+        return absl::InvalidArgumentError(name + ": --workers expects 0..64, got '" + w + "'");
+      }
+      o.workers.push_back(static_cast<int>(v));
+    }
+  }
+  o.image_size = static_cast<int>(image_size);
+  o.repeats = static_cast<int>(std::max<int64_t>(1, repeats));
+  ASSIGN_OR_RETURN(std::string report, bench::RunLoaderBench(o));
+  log::Info() << report;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<Command> BenchCommands() {
+  return {{"bench loader", "loader throughput against bare HDF5 and sequential reads", RunLoaderBench}};
+}
+
+}  // namespace loom::cli
