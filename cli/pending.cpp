@@ -29,12 +29,6 @@ Command Pending(std::string path, std::string usage, std::string summary, int is
 
 std::vector<Command> PendingCommands() {
   return {
-      Pending("data folder", "--src DIR --captions FILE --out DIR --size N [--on-error fail|skip]",
-              "shards from image files listed with captions in a JSONL file", 3),
-      Pending("data shapes", "--out DIR --count N --size S [--frames T]",
-              "synthetic coloured shapes with exact captions, images or video", 3),
-      Pending("data moving-fashion", "--out DIR --count N --frames T --size S",
-              "video clips of moving Fashion-MNIST garments", 3),
       Pending("sample", "--model RUN_OR_EXPORT --prompt TEXT --out FILE.png [--n --steps --cfg --seed]",
               "generate images from a trained model", 5),
       Pending("export", "RUN_OR_CHECKPOINT --out DIR [--weights ema|raw] [--dtype fp32|bf16|fp16]",

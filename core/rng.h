@@ -47,6 +47,10 @@ class SplitMix64 {
   }
   // Uniform in [0, 1) with 53 random bits.
   double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+  // Uniform in [lo, hi).
+  double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
+  // Uniform in [0, n) as an int; n > 0.
+  int Int(int n) { return static_cast<int>(Below(static_cast<uint64_t>(n))); }
 
  private:
   uint64_t state_;

@@ -39,6 +39,10 @@ absl::Status WriteShardFile(const std::string& path, const SampleSpec& spec, int
   chunk[0] = 1;
   h5::Handle space = h5::Space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
   h5::Handle plist = h5::Plist(H5Pcreate(H5P_DATASET_CREATE));
+  // No modification times in the objects: the same samples give byte-identical shards.
+  H5Pset_obj_track_times(plist.get(), false);
+  h5::Handle plain = h5::Plist(H5Pcreate(H5P_DATASET_CREATE));
+  H5Pset_obj_track_times(plain.get(), false);
   H5Pset_chunk(plist.get(), static_cast<int>(chunk.size()), chunk.data());
   if (gzip > 0) H5Pset_deflate(plist.get(), static_cast<unsigned>(gzip));
   const char* name = spec.modality == Modality::kImage ? kImages : kVideos;
@@ -56,21 +60,21 @@ absl::Status WriteShardFile(const std::string& path, const SampleSpec& spec, int
   pointers.reserve(n);
   for (const std::string& c : captions) pointers.push_back(c.c_str());
   h5::Handle caps = h5::Dataset(H5Dcreate2(file.get(), kCaptions, text.get(), vec.get(),
-                                           H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+                                           H5P_DEFAULT, plain.get(), H5P_DEFAULT));
   if (!caps.valid() ||
       H5Dwrite(caps.get(), text.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0) {
     return Fail(path, "cannot write captions");
   }
   if (labels != nullptr) {
     h5::Handle ds = h5::Dataset(H5Dcreate2(file.get(), kLabels, H5T_STD_I64LE, vec.get(),
-                                           H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+                                           H5P_DEFAULT, plain.get(), H5P_DEFAULT));
     if (!ds.valid() ||
         H5Dwrite(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels->data()) < 0) {
       return Fail(path, "cannot write labels");
     }
   }
   h5::Handle sums = h5::Dataset(H5Dcreate2(file.get(), kChecksums, H5T_STD_U32LE, vec.get(),
-                                           H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+                                           H5P_DEFAULT, plain.get(), H5P_DEFAULT));
   if (!sums.valid() ||
       H5Dwrite(sums.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, checksums.data()) < 0) {
     return Fail(path, "cannot write checksums");

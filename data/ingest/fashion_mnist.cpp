@@ -3,7 +3,7 @@
 
 #include <zlib.h>
 
-#include <array>
+#include <algorithm>
 #include <filesystem>
 
 #include "core/log.h"
@@ -53,18 +53,12 @@ absl::Status ReadIdx(const std::string& path, int expected_dims, std::vector<uin
   return absl::OkStatus();
 }
 
-absl::Status IngestSplit(const std::string& images_path, const std::string& labels_path,
-                         const std::string& out, const std::string& split, int64_t limit) {
-  std::vector<uint32_t> image_dims, label_dims;
-  std::vector<uint8_t> images, labels;
-  RETURN_IF_ERROR(ReadIdx(images_path, 3, &image_dims, &images));
-  RETURN_IF_ERROR(ReadIdx(labels_path, 1, &label_dims, &labels));
-  if (image_dims[0] != label_dims[0]) {
-    return absl::InvalidArgumentError(images_path + ": image and label counts differ");
-  }
+absl::Status IngestSplit(const std::string& source_dir, const std::string& out,
+                         const std::string& split, int64_t limit) {
+  ASSIGN_OR_RETURN(FashionMnist data, LoadFashionMnist(split, source_dir));
   SampleSpec spec;
-  spec.height = static_cast<int>(image_dims[1]);
-  spec.width = static_cast<int>(image_dims[2]);
+  spec.height = data.height;
+  spec.width = data.width;
   spec.channels = 1;
   ShardWriterOptions options;
   options.dir = out + "/" + split;
@@ -74,14 +68,13 @@ absl::Status IngestSplit(const std::string& images_path, const std::string& labe
   options.label_names = FashionClassNames();
   options.source = "fashion-mnist " + split;
   ASSIGN_OR_RETURN(auto writer, ShardWriter::Create(spec, options));
-  int64_t n = image_dims[0];
+  int64_t n = data.count;
   if (limit > 0) n = std::min(n, limit);
   for (int64_t i = 0; i < n; ++i) {
-    const int label = labels[i];
-    if (label > 9) return absl::InvalidArgumentError(labels_path + ": label " + std::to_string(label) + " at " + std::to_string(i));
+    const int label = data.labels[i];
     // The wording depends on the split and index only: re-running gives the same data.
     const uint64_t variant = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull + (split == "test");
-    RETURN_IF_ERROR(writer->Add(images.data() + i * spec.bytes(), FashionCaption(label, variant >> 32), label));
+    RETURN_IF_ERROR(writer->Add(data.image(i), FashionCaption(label, variant >> 32), label));
   }
   ASSIGN_OR_RETURN(Manifest m, writer->Finish());
   log::Info() << "wrote " << options.dir << ": " << m.total << " samples in " << m.shards.size()
@@ -98,13 +91,16 @@ const std::vector<std::string>& FashionClassNames() {
   return names;
 }
 
-std::string FashionCaption(int label, uint64_t variant) {
-  // "a"/"an"/"a pair of" as English needs for each class.
-  static const std::array<const char*, 10> with_article = {
+const std::string& FashionItemPhrase(int label) {
+  static const std::vector<std::string> phrases = {
       "a t-shirt", "a pair of trousers", "a pullover", "a dress", "a coat",
       "a sandal",  "a shirt",            "a sneaker",  "a bag",   "an ankle boot"};
+  return phrases[label];
+}
+
+std::string FashionCaption(int label, uint64_t variant) {
   const std::string bare = FashionClassNames()[label];
-  const std::string a = with_article[label];
+  const std::string& a = FashionItemPhrase(label);
   switch (variant % 6) {
     case 0: return "a photo of " + a;
     case 1: return bare;
@@ -115,11 +111,39 @@ std::string FashionCaption(int label, uint64_t variant) {
   }
 }
 
+absl::StatusOr<FashionMnist> LoadFashionMnist(const std::string& split,
+                                              const std::string& source_dir) {
+  if (split != "train" && split != "test") {
+    return absl::InvalidArgumentError("Fashion-MNIST has splits train and test, not '" + split +
+                                      "'");
+  }
+  // The files are named train-* and t10k-* (the test split).
+  const std::string stem = source_dir + (split == "train" ? "/train" : "/t10k");
+  const std::string images_path = stem + "-images-idx3-ubyte.gz";
+  const std::string labels_path = stem + "-labels-idx1-ubyte.gz";
+  std::vector<uint32_t> image_dims, label_dims;
+  FashionMnist data;
+  RETURN_IF_ERROR(ReadIdx(images_path, 3, &image_dims, &data.images));
+  RETURN_IF_ERROR(ReadIdx(labels_path, 1, &label_dims, &data.labels));
+  if (image_dims[0] != label_dims[0]) {
+    return absl::InvalidArgumentError(images_path + ": image and label counts differ");
+  }
+  data.count = image_dims[0];
+  data.height = static_cast<int>(image_dims[1]);
+  data.width = static_cast<int>(image_dims[2]);
+  for (int64_t i = 0; i < data.count; ++i) {
+    if (data.labels[i] > 9) {
+      return absl::InvalidArgumentError(labels_path + ": label " +
+                                        std::to_string(data.labels[i]) + " at " +
+                                        std::to_string(i) + " is not a class 0..9");
+    }
+  }
+  return data;
+}
+
 absl::Status IngestFashionMnist(const std::string& source_dir, const std::string& out, int64_t limit) {
-  RETURN_IF_ERROR(IngestSplit(source_dir + "/train-images-idx3-ubyte.gz",
-                              source_dir + "/train-labels-idx1-ubyte.gz", out, "train", limit));
-  return IngestSplit(source_dir + "/t10k-images-idx3-ubyte.gz",
-                     source_dir + "/t10k-labels-idx1-ubyte.gz", out, "test", limit);
+  RETURN_IF_ERROR(IngestSplit(source_dir, out, "train", limit));
+  return IngestSplit(source_dir, out, "test", limit);
 }
 
 }  // namespace loom::data

@@ -63,7 +63,7 @@ TEST(Cli, MalformedAndMistypedFilesNameFileAndLine) {
 }
 
 TEST(Cli, PendingCommandsSaySoAndExitTwo) {
-  ExpectBadInput("data shapes --out x --count 3 --size 8", "not built yet");
+  ExpectBadInput("sample --model x --prompt y --out z.png", "not built yet");
   ExpectBadInput("bench comm", "not built yet");
 }
 
@@ -121,6 +121,13 @@ TEST(Cli, DataIngestInspectTokenizeAndBench) {
                           "ratio_loader_vs_bare_hdf5", "workers_sweep"}) {
     EXPECT_TRUE(bench.contains(key)) << key;
   }
+  // Synthetic shapes, images and video, pass inspection too.
+  r = testing::Run(kLoom + " data shapes --out " + dir.str() + "/shapes --count 40 --size 16");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = testing::Run(kLoom + " data shapes --out " + dir.str() + "/clips --count 8 --size 16 --frames 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = testing::Run(kLoom + " data inspect " + dir.str() + "/clips");
+  ASSERT_EQ(r.code, 0) << r.err;
   // A damaged copy fails inspection, naming the file.
   fs::resize_file(out + "/test/test-00000.h5", 1000);
   r = testing::Run(kLoom + " data inspect " + out);

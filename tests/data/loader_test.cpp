@@ -224,8 +224,8 @@ TEST_F(LoaderTest, DamagedSampleFailsOrIsSkipped) {
     f.seekp(static_cast<std::streamoff>(at + 10));
     f.put(static_cast<char>(0));
   }
-  auto o = Options(103 - 103 % 1);  // one batch holds every sample
-  o.batch = 100;
+  // One batch holds almost every sample; no prefetch, so the skip count is this batch's.
+  auto o = Options(100, 0, 1, /*workers=*/0);
   auto fail = Loader::Create(o, {0, 0, 4});
   ASSERT_TRUE(fail.ok());
   auto r = (*fail)->Next();

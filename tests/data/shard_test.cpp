@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <chrono>
 #include <random>
+#include <thread>
 
 #include "data/inspect.h"
 #include "data/manifest.h"
@@ -100,6 +102,17 @@ void ExpectRoundTrip(const SampleSpec& spec, int gzip) {
 TEST(Shards, ImageRoundTrip) { ExpectRoundTrip(ImageSpec(), 0); }
 TEST(Shards, VideoRoundTrip) { ExpectRoundTrip(VideoSpec(), 0); }
 TEST(Shards, GzipRoundTrip) { ExpectRoundTrip(ImageSpec(), 4); }
+
+TEST(Shards, SameSamplesGiveByteIdenticalShards) {
+  testing::TempDir a, b;
+  const Manifest first = WriteDataset(a.str(), ImageSpec(), 9, 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // a different second
+  const Manifest second = WriteDataset(b.str(), ImageSpec(), 9, 4);
+  ASSERT_EQ(first.shards.size(), second.shards.size());
+  for (size_t i = 0; i < first.shards.size(); ++i) {
+    EXPECT_EQ(first.shards[i].crc32, second.shards[i].crc32) << first.shards[i].file;
+  }
+}
 
 TEST(Shards, WithoutLabelsReadsMinusOne) {
   testing::TempDir dir;
