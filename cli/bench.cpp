@@ -1,4 +1,5 @@
 // `loom bench ...`: measurements with their baselines; the last stdout line is JSON.
+#include "bench/comm_bench.h"
 #include "bench/loader_bench.h"
 #include "cli/command.h"
 #include "core/args.h"
@@ -40,10 +41,37 @@ absl::Status RunLoaderBench(const std::string& name, const std::vector<std::stri
   return absl::OkStatus();
 }
 
+absl::Status RunCommBench(const std::string& name, const std::vector<std::string>& argv) {
+  bench::CommBenchOptions o;
+  int64_t width = o.model_width, batch = o.batch, steps = o.steps;
+  ArgParser args(name, "Under mpirun: all-reduce, reduce-scatter and all-gather through loom next to\n"
+                       "raw MPI on the same buffers (algorithm and bus bandwidth as nccl-tests\n"
+                       "define them), then the DDP step overhead with and without overlap.");
+  args.Flag("min-bytes", &o.min_bytes, "smallest buffer");
+  args.Flag("max-bytes", &o.max_bytes, "largest buffer (sizes grow by 4x)");
+  args.Flag("seconds", &o.seconds_per_point, "time budget per measurement");
+  args.Flag("width", &width, "width of the 4-layer model of the DDP step");
+  args.Flag("batch", &batch, "per-rank batch of the DDP step");
+  args.Flag("steps", &steps, "DDP steps measured");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  if (o.min_bytes < 4 || o.max_bytes < o.min_bytes || width < 1 || batch < 1 || steps < 1) {
+    return absl::InvalidArgumentError(name + ": sizes, width, batch and steps must be positive");
+  }
+  o.model_width = static_cast<int>(width);
+  o.batch = static_cast<int>(batch);
+  o.steps = static_cast<int>(steps);
+  ASSIGN_OR_RETURN(std::string report, bench::RunCommBench(o));
+  log::Info() << report;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::vector<Command> BenchCommands() {
-  return {{"bench loader", "loader throughput against bare HDF5 and sequential reads", RunLoaderBench}};
+  return {{"bench loader", "loader throughput against bare HDF5 and sequential reads", RunLoaderBench},
+          {"bench comm", "collective bandwidth against raw MPI; DDP overhead (under mpirun)",
+           RunCommBench}};
 }
 
 }  // namespace loom::cli

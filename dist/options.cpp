@@ -12,6 +12,8 @@ void DistOptions::Describe(config::Fields<DistOptions>& f) {
       .Rule(config::OneOf({"auto", "mpi", "nccl"}));
   f.Add("bucket_mb", &O::bucket_mb, "gradient bucket size for overlapped all-reduce, MiB")
       .Rule(config::Between(0.01, 4096));
+  f.Add("overlap", &O::overlap,
+        "launch bucket reductions during backward; false: after it (debugging, measurement)");
   f.Add("timeout_s", &O::timeout_s, "a collective running longer than this ends the job")
       .Rule(config::Between(1, 86400));
 }

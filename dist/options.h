@@ -11,6 +11,7 @@ struct DistOptions {
   std::string strategy = "ddp";
   std::string backend = "auto";
   double bucket_mb = 25.0;
+  bool overlap = true;
   double timeout_s = 600.0;
 
   static void Describe(config::Fields<DistOptions>& f);

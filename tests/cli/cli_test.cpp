@@ -64,12 +64,12 @@ TEST(Cli, MalformedAndMistypedFilesNameFileAndLine) {
 
 TEST(Cli, PendingCommandsSaySoAndExitTwo) {
   ExpectBadInput("sample --model x --prompt y --out z.png", "not built yet");
-  ExpectBadInput("bench comm", "not built yet");
+  ExpectBadInput("bench step", "not built yet");
 }
 
 TEST(Cli, HelpEverywhere) {
   for (const std::string args : {"--help", "info --help", "train --help", "data --help",
-                                 "data shapes --help", "eval --help", "bench comm --help"}) {
+                                 "data shapes --help", "eval --help", "bench comm --help", "bench step --help"}) {
     const testing::Result r = RunLoom(args);
     EXPECT_EQ(r.code, 0) << args << "\n" << r.err;
     EXPECT_NE(r.out.find("usage: loom"), std::string::npos) << args << "\n" << r.out;

@@ -53,6 +53,16 @@ TEST_P(FailureTest, RankKilledBySignalEndsTheJob) {
   EXPECT_EQ(r.out.find("passed the barrier"), std::string::npos);
 }
 
+TEST_P(FailureTest, StuckRankIsEndedByTheWatchdogNamingTheCollective) {
+  const testing::Result r = RunProbe(GetParam(), "stuck", 1);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.code, 124) << "the job hung until the hang detector ended it";
+  EXPECT_NE(r.err.find("error: collective all_reduce (4000 bytes) at step 7 has not finished"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("passed the all-reduce"), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(Ranks, FailureTest, ::testing::Values(2, 4),
                          [](const auto& info) { return "np" + std::to_string(info.param); });
 

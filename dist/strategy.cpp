@@ -1,0 +1,238 @@
+// DDP and ZeRO-1/2 (see strategy.h).
+#include "dist/strategy.h"
+
+#include <cmath>
+
+#include "core/log.h"
+#include "dist/grad_reducer.h"
+
+namespace loom::dist {
+namespace {
+
+// FNV-1a of the parameter names and shapes: equal on every rank iff the models agree.
+int64_t ModelFingerprint(torch::nn::Module& model, std::string* description) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& item : model.named_parameters()) {
+    std::string text = item.key() + ":";
+    for (int64_t d : item.value().sizes()) text += std::to_string(d) + ",";
+    text += ";";
+    if (description->size() < 200) *description += text;
+    for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  }
+  return static_cast<int64_t>(h);
+}
+
+torch::optim::AdamWOptions ToOptions(const AdamWSettings& s) {
+  return torch::optim::AdamWOptions(s.lr)
+      .betas({s.beta1, s.beta2})
+      .eps(s.eps)
+      .weight_decay(s.weight_decay);
+}
+
+void SetLr(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  }
+}
+
+int64_t OptimizerBytes(torch::optim::Optimizer& optimizer) {
+  int64_t bytes = 0;
+  for (const auto& [key, state] : optimizer.state()) {
+    const auto& s = static_cast<const torch::optim::AdamWParamState&>(*state);
+    bytes += Bytes(s.exp_avg()) + Bytes(s.exp_avg_sq()) + Bytes(s.max_exp_avg_sq());
+  }
+  return bytes;
+}
+
+std::vector<torch::Tensor> TrainableParams(torch::nn::Module& model, std::vector<std::string>* names) {
+  std::vector<torch::Tensor> params;
+  for (const auto& item : model.named_parameters()) {
+    if (!item.value().requires_grad()) continue;
+    params.push_back(item.value());
+    names->push_back(item.key());
+  }
+  return params;
+}
+
+// Replicated parameters and optimizer state; gradients all-reduced during backward.
+class Ddp : public Strategy {
+ public:
+  Ddp(std::vector<torch::Tensor> params, std::vector<std::string> names, ProcessGroup& group,
+      const DistOptions& options, const AdamWSettings& adamw)
+      : params_(params),
+        reducer_(params, std::move(names), BucketLayout::Make(params, options.bucket_mb, 1),
+                 group, GradReducer::Mode::kAllReduce, options.overlap),
+        optimizer_(params, ToOptions(adamw)) {}
+
+  std::string name() const override { return "ddp"; }
+  void ZeroGrad() override { reducer_.ZeroGrad(); }
+  void SetSync(bool sync) override { reducer_.SetSync(sync); }
+  absl::Status FinishBackward() override { return reducer_.Finish(); }
+
+  absl::StatusOr<double> ClipGradNorm(double max_norm) override {
+    torch::NoGradGuard no_grad;
+    double sum = 0;
+    for (size_t b = 0; b < reducer_.layout().buckets.size(); ++b) {
+      sum += reducer_.bucket_grad(b).pow(2).sum().item<double>();
+    }
+    const double norm = std::sqrt(sum);
+    if (max_norm > 0 && norm > max_norm) {
+      const double scale = max_norm / (norm + 1e-6);
+      for (size_t b = 0; b < reducer_.layout().buckets.size(); ++b) reducer_.bucket_grad(b).mul_(scale);
+    }
+    return norm;
+  }
+
+  absl::Status Step(double lr) override {
+    SetLr(optimizer_, lr);
+    optimizer_.step();
+    return absl::OkStatus();
+  }
+
+  MemoryStats Memory() const override {
+    MemoryStats m;
+    for (const auto& p : params_) m.param_bytes += Bytes(p);
+    m.grad_bytes = reducer_.GradBytes();
+    m.optimizer_bytes = OptimizerBytes(const_cast<torch::optim::AdamW&>(optimizer_));
+    return m;
+  }
+
+ private:
+  std::vector<torch::Tensor> params_;
+  GradReducer reducer_;
+  torch::optim::AdamW optimizer_;
+};
+
+// ZeRO-1 and -2: the parameters become views of flat per-bucket buffers; rank r owns
+// shard r of every bucket and runs AdamW on it alone; the updated shards are
+// all-gathered back into the buffers. Shard-wise AdamW is elementwise, so it computes
+// what replicated AdamW computes.
+class Zero : public Strategy {
+ public:
+  Zero(int stage, std::vector<torch::Tensor> params, std::vector<std::string> names,
+       ProcessGroup& group, const DistOptions& options, const AdamWSettings& adamw)
+      : stage_(stage),
+        group_(group),
+        params_(params),
+        layout_(BucketLayout::Make(params, options.bucket_mb, group.size())),
+        reducer_(params, std::move(names), layout_, group,
+                 stage == 1 ? GradReducer::Mode::kAllReduce : GradReducer::Mode::kReduceScatter,
+                 options.overlap) {
+    torch::NoGradGuard no_grad;
+    const int64_t world = group.size(), rank = group.rank();
+    for (const auto& bucket : layout_.buckets) {
+      const torch::Tensor& first = params_[bucket.entries.front().param];
+      torch::Tensor flat = torch::zeros({bucket.padded}, first.options().requires_grad(false));
+      for (const auto& e : bucket.entries) {
+        torch::Tensor& p = params_[e.param];
+        flat.narrow(0, e.offset, e.numel).copy_(p.reshape({-1}));
+        p.set_data(flat.narrow(0, e.offset, e.numel).view(p.sizes()));
+      }
+      const int64_t n = bucket.padded / world;
+      flat_params_.push_back(flat);
+      shards_.push_back(flat.narrow(0, rank * n, n).detach().requires_grad_(true));
+    }
+    optimizer_ = std::make_unique<torch::optim::AdamW>(shards_, ToOptions(adamw));
+  }
+
+  std::string name() const override { return stage_ == 1 ? "zero1" : "zero2"; }
+  void ZeroGrad() override { reducer_.ZeroGrad(); }
+  void SetSync(bool sync) override { reducer_.SetSync(sync); }
+
+  absl::Status FinishBackward() override {
+    RETURN_IF_ERROR(reducer_.Finish());
+    // Point each shard's .grad at this rank's slice of the reduced gradient.
+    const int64_t world = group_.size(), rank = group_.rank();
+    for (size_t b = 0; b < shards_.size(); ++b) {
+      const int64_t n = layout_.buckets[b].padded / world;
+      shards_[b].mutable_grad() =
+          stage_ == 1 ? reducer_.bucket_grad(b).narrow(0, rank * n, n) : reducer_.shard_grad(b);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<double> ClipGradNorm(double max_norm) override {
+    torch::NoGradGuard no_grad;
+    torch::Tensor sum = torch::zeros({1}, torch::kFloat64);
+    for (const auto& s : shards_) sum += s.grad().to(torch::kFloat64).pow(2).sum();
+    RETURN_IF_ERROR(group_.AllReduce(sum, ReduceOp::kSum, Dispatch::kCaller)->Wait());
+    const double norm = std::sqrt(sum.item<double>());
+    if (max_norm > 0 && norm > max_norm) {
+      const double scale = max_norm / (norm + 1e-6);
+      for (auto& s : shards_) s.mutable_grad().mul_(scale);
+    }
+    return norm;
+  }
+
+  absl::Status Step(double lr) override {
+    SetLr(*optimizer_, lr);
+    optimizer_->step();
+    std::vector<std::shared_ptr<Work>> work;
+    for (size_t b = 0; b < shards_.size(); ++b) {
+      work.push_back(group_.AllGather(flat_params_[b], shards_[b].detach(), Dispatch::kCaller));
+    }
+    for (auto& w : work) RETURN_IF_ERROR(w->Wait());
+    return absl::OkStatus();
+  }
+
+  MemoryStats Memory() const override {
+    MemoryStats m;
+    for (const auto& f : flat_params_) m.param_bytes += Bytes(f);
+    m.grad_bytes = reducer_.GradBytes();
+    m.optimizer_bytes = OptimizerBytes(*optimizer_);
+    return m;
+  }
+
+ private:
+  int stage_;
+  ProcessGroup& group_;
+  std::vector<torch::Tensor> params_;
+  BucketLayout layout_;
+  GradReducer reducer_;
+  std::vector<torch::Tensor> flat_params_;
+  std::vector<torch::Tensor> shards_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+};
+
+}  // namespace
+
+absl::Status SyncParameters(torch::nn::Module& model, ProcessGroup& group) {
+  std::string description;
+  torch::Tensor mine = torch::tensor({ModelFingerprint(model, &description)}, torch::kInt64);
+  torch::Tensor all = torch::zeros({group.size()}, torch::kInt64);
+  RETURN_IF_ERROR(group.AllGather(all, mine, Dispatch::kCaller)->Wait());
+  for (int r = 0; r < group.size(); ++r) {
+    if (all[r].item<int64_t>() != all[0].item<int64_t>()) {
+      return absl::FailedPreconditionError(
+          "rank " + std::to_string(r) + "'s model has other parameter names or shapes than rank 0's "
+          "(this rank: " + description + "...); every rank must run the same config");
+    }
+  }
+  torch::NoGradGuard no_grad;
+  std::vector<std::shared_ptr<Work>> work;
+  for (auto& p : model.parameters()) work.push_back(group.Broadcast(p.data(), 0, Dispatch::kCaller));
+  for (auto& b : model.buffers()) work.push_back(group.Broadcast(b.data(), 0, Dispatch::kCaller));
+  for (auto& w : work) RETURN_IF_ERROR(w->Wait());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Strategy>> ApplyStrategy(std::shared_ptr<torch::nn::Module> model,
+                                                        ProcessGroup& group,
+                                                        const DistOptions& options,
+                                                        const AdamWSettings& adamw) {
+  RETURN_IF_ERROR(SyncParameters(*model, group));
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> params = TrainableParams(*model, &names);
+  if (params.empty()) return absl::InvalidArgumentError("the model has no trainable parameters");
+  if (options.strategy == "ddp") {
+    return std::unique_ptr<Strategy>(new Ddp(params, std::move(names), group, options, adamw));
+  }
+  if (options.strategy == "zero1" || options.strategy == "zero2") {
+    const int stage = options.strategy == "zero1" ? 1 : 2;
+    return std::unique_ptr<Strategy>(new Zero(stage, params, std::move(names), group, options, adamw));
+  }
+  return absl::UnimplementedError("dist.strategy " + options.strategy +
+                                  " is not built yet (zero3: issue #4); use ddp, zero1 or zero2");
+}
+
+}  // namespace loom::dist
