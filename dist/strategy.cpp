@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "dist/grad_reducer.h"
+#include "dist/zero3.h"
 
 namespace loom::dist {
 namespace {
@@ -231,8 +232,9 @@ absl::StatusOr<std::unique_ptr<Strategy>> ApplyStrategy(std::shared_ptr<torch::n
     const int stage = options.strategy == "zero1" ? 1 : 2;
     return std::unique_ptr<Strategy>(new Zero(stage, params, std::move(names), group, options, adamw));
   }
-  return absl::UnimplementedError("dist.strategy " + options.strategy +
-                                  " is not built yet (zero3: issue #4); use ddp, zero1 or zero2");
+  if (options.strategy == "zero3") return MakeZero3(model, group, adamw);
+  return absl::InvalidArgumentError("unknown dist.strategy '" + options.strategy +
+                                    "' (ddp, zero1, zero2 or zero3)");
 }
 
 }  // namespace loom::dist

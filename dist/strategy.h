@@ -2,7 +2,10 @@
 // trace of them): ddp replicates parameters and optimizer state and all-reduces
 // gradients; zero1 shards the AdamW state (each rank updates 1/N of the flat parameters
 // and the result is all-gathered); zero2 also reduce-scatters gradients so each rank
-// keeps only its slice. All use LibTorch's AdamW and clip by the global gradient norm.
+// keeps only its slice; zero3 also shards the parameters, gathering each block's just
+// before its forward and again before its backward and freeing them after (FSDP style;
+// the model exposes its blocks through core/block_host.h). All use LibTorch's AdamW and
+// clip by the global gradient norm.
 //
 //   ASSIGN_OR_RETURN(auto strategy, ApplyStrategy(model, group, dist_options, adamw));
 //   strategy->ZeroGrad();  loss.backward();  strategy->FinishBackward();
@@ -48,6 +51,10 @@ class Strategy {
   virtual absl::StatusOr<double> ClipGradNorm(double max_norm) = 0;
   // The optimizer step at learning rate `lr`; ZeRO all-gathers the updated parameters.
   virtual absl::Status Step(double lr) = 0;
+
+  // Makes every parameter whole on every rank (zero3 gathers them; they stay until the
+  // next ZeroGrad), e.g. to sample or save after a step. A no-op for the others.
+  virtual absl::Status GatherFullParameters() { return absl::OkStatus(); }
 
   virtual MemoryStats Memory() const = 0;
 };

@@ -4,6 +4,7 @@
 // equals one large batch; a parameter without gradient is handled.
 #include <gtest/gtest.h>
 
+#include "core/block_host.h"
 #include "core/rng.h"
 #include "dist/process_group.h"
 #include "dist/runtime.h"
@@ -12,15 +13,21 @@
 namespace loom::dist {
 namespace {
 
-struct NetImpl : torch::nn::Module {
+// Two blocks (a, b) run through BlockHost, a root layer (c) and a parameter that never
+// gets a gradient.
+struct NetImpl : torch::nn::Module, BlockHost {
   NetImpl() {
     a = register_module("a", torch::nn::Linear(12, 64));
     b = register_module("b", torch::nn::Linear(64, 64));
     c = register_module("c", torch::nn::Linear(64, 5));
     unused = register_parameter("unused", torch::ones({7}));
   }
+  std::vector<std::shared_ptr<torch::nn::Module>> blocks() override { return {a.ptr(), b.ptr()}; }
   torch::Tensor forward(const torch::Tensor& x) {
-    return c->forward(torch::tanh(b->forward(torch::tanh(a->forward(x)))));
+    auto la = a.ptr(), lb = b.ptr();  // by value: a wrapper may rerun them later
+    torch::Tensor h = RunBlock(0, {x}, [la](const Tensors& in) { return Tensors{torch::tanh(la->forward(in[0]))}; })[0];
+    h = RunBlock(1, {h}, [lb](const Tensors& in) { return Tensors{torch::tanh(lb->forward(in[0]))}; })[0];
+    return c->forward(h);
   }
   torch::nn::Linear a{nullptr}, b{nullptr}, c{nullptr};
   torch::Tensor unused;
@@ -91,6 +98,7 @@ TEST(Ddp, GradientsEqualSingleProcessOverConcatenatedBatch) {
   }
   EXPECT_LE(MaxRelDiff(want, got), 1e-6);
   // The parameter that got no gradient holds zeros, not garbage.
+  EXPECT_TRUE(net->unused.grad().defined());
   EXPECT_EQ(net->unused.grad().abs().sum().item<float>(), 0.0f);
 }
 
@@ -123,6 +131,7 @@ std::vector<torch::Tensor> Train(const std::string& name, int steps, MemoryStats
     EXPECT_TRUE((*strategy)->Step(adamw.lr).ok());
   }
   if (memory) *memory = (*strategy)->Memory();
+  EXPECT_TRUE((*strategy)->GatherFullParameters().ok());
   return Snapshot(net);
 }
 
@@ -130,6 +139,7 @@ TEST(Zero, TwentyStepsMatchDdp) {
   const auto ddp = Train("ddp", 20);
   EXPECT_LE(MaxRelDiff(ddp, Train("zero1", 20)), 1e-5);
   EXPECT_LE(MaxRelDiff(ddp, Train("zero2", 20)), 1e-5);
+  EXPECT_LE(MaxRelDiff(ddp, Train("zero3", 20)), 1e-5);
   // Every rank ends with the same parameters.
   for (const auto& p : ddp) {
     torch::Tensor root = p.clone();
@@ -143,14 +153,22 @@ TEST(Zero, AccumulationWithoutSyncEqualsOneLargeBatch) {
   // normalisation lets that roundoff grow a little over steps, hence 1e-4, not 1e-5.
   EXPECT_LE(MaxRelDiff(Train("ddp", 5, nullptr, 1), Train("ddp", 5, nullptr, 2)), 1e-4);
   EXPECT_LE(MaxRelDiff(Train("ddp", 5, nullptr, 1), Train("zero2", 5, nullptr, 4)), 1e-4);
+  EXPECT_LE(MaxRelDiff(Train("ddp", 5, nullptr, 1), Train("zero3", 5, nullptr, 2)), 1e-4);
 }
 
 TEST(Zero, ShardedStateIsAboutOneNthOfDdp) {
   const double world = Group().size();
-  MemoryStats ddp, z1, z2;
+  MemoryStats ddp, z1, z2, z3;
   Train("ddp", 1, &ddp);
   Train("zero1", 1, &z1);
   Train("zero2", 1, &z2);
+  Train("zero3", 1, &z3);
+  // Parameters, gradients and optimizer state all about 1/N (ZeRO-3; measured between
+  // steps, when no unit is gathered).
+  EXPECT_NEAR(static_cast<double>(z3.param_bytes) / static_cast<double>(ddp.param_bytes), 1.0 / world, 0.03)
+      << z3.param_bytes << " vs " << ddp.param_bytes;
+  EXPECT_NEAR(static_cast<double>(z3.grad_bytes) / static_cast<double>(ddp.grad_bytes), 1.0 / world, 0.03);
+  EXPECT_NEAR(static_cast<double>(z3.optimizer_bytes) / static_cast<double>(ddp.optimizer_bytes), 1.0 / world, 0.03);
   const double opt_ratio = static_cast<double>(z1.optimizer_bytes) / static_cast<double>(ddp.optimizer_bytes);
   const double grad_ratio = static_cast<double>(z2.grad_bytes) / static_cast<double>(ddp.grad_bytes);
   // Within padding (at most world-1 elements per bucket) of 1/N.
@@ -159,12 +177,11 @@ TEST(Zero, ShardedStateIsAboutOneNthOfDdp) {
   EXPECT_NEAR(static_cast<double>(z2.optimizer_bytes) / static_cast<double>(ddp.optimizer_bytes),
               1.0 / world, 0.02);
   if (Group().rank() == 0) {
-    std::printf("memory per rank at world %d (bytes): ddp opt %lld grad %lld; zero1 opt %lld grad %lld; "
-                "zero2 opt %lld grad %lld\n",
-                Group().size(), static_cast<long long>(ddp.optimizer_bytes),
-                static_cast<long long>(ddp.grad_bytes), static_cast<long long>(z1.optimizer_bytes),
-                static_cast<long long>(z1.grad_bytes), static_cast<long long>(z2.optimizer_bytes),
-                static_cast<long long>(z2.grad_bytes));
+    for (const auto& [name, m] : {std::pair{"ddp", ddp}, {"zero1", z1}, {"zero2", z2}, {"zero3", z3}}) {
+      std::printf("memory per rank at world %d, %s: params %lld B, grads %lld B, optimizer %lld B\n",
+                  Group().size(), name, static_cast<long long>(m.param_bytes),
+                  static_cast<long long>(m.grad_bytes), static_cast<long long>(m.optimizer_bytes));
+    }
   }
 }
 
