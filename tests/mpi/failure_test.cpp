@@ -11,7 +11,7 @@ namespace loom {
 namespace {
 
 testing::Result RunProbe(int ranks, const std::string& mode, int failing_rank) {
-  return testing::Run("timeout -k 10 120 " + std::string(LOOM_MPIRUN) + " -np " +
+  return testing::Run("timeout -k 5 60 " + std::string(LOOM_MPIRUN) + " -np " +
                       std::to_string(ranks) + " " + LOOM_FAILURE_PROBE + " " + mode + " " +
                       std::to_string(failing_rank));
 }
