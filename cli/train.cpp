@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/status.h"
 #include "train/options.h"
+#include "train/trainer.h"
 
 namespace loom::cli {
 namespace {
@@ -42,8 +43,7 @@ absl::Status RunTrain(const std::string& name, const std::vector<std::string>& a
     if (log::Rank() == 0) std::fputs(config::ToYaml(options).c_str(), stdout);
     return absl::OkStatus();
   }
-  return absl::UnimplementedError(name + ": the config is valid, but the trainer is not built yet "
-                                  "(tracked in issue #5); --print-config shows the resolved config");
+  return train::Train(options, config::ToYaml(options));
 }
 
 }  // namespace

@@ -27,7 +27,8 @@ class BlockHost {
   // The blocks, in the order forward runs them.
   virtual std::vector<std::shared_ptr<torch::nn::Module>> blocks() = 0;
 
-  void set_block_wrapper(Wrapper wrapper) { wrapper_ = std::move(wrapper); }
+  // Virtual so a module that contains the block-running model can pass it on.
+  virtual void set_block_wrapper(Wrapper wrapper) { wrapper_ = std::move(wrapper); }
 
  protected:
   Tensors RunBlock(size_t block, const Tensors& inputs, const Run& run) const {

@@ -1,0 +1,251 @@
+// The training loop (see trainer.h): loader -> stage loss -> backward -> strategy
+// (gradient reduction, clipping, sharded or replicated AdamW) -> EMA -> progress line
+// and metrics.jsonl -> sample grids -> final weights.
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/fs.h"
+#include "core/image_io.h"
+#include "core/log.h"
+#include "data/manifest.h"
+#include "data/tokenizer.h"
+#include "dist/placement.h"
+#include "dist/process_group.h"
+#include "dist/runtime.h"
+#include "dist/strategy.h"
+#include "train/dit_stage.h"
+#include "train/safetensors.h"
+#include "train/schedule.h"
+
+namespace loom::train {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string Eta(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  char text[32];
+  std::snprintf(text, sizeof(text), "%lldh%02lldm%02llds", static_cast<long long>(s / 3600),
+                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  return text;
+}
+
+// A grid of images [N, C, H, W] in [-1, 1], `columns` wide, as interleaved uint8.
+absl::Status WriteGrid(const std::string& path, const torch::Tensor& images, int columns) {
+  const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+  const int64_t rows = (n + columns - 1) / columns, pad = 2;
+  const int64_t gh = rows * (h + pad) + pad, gw = columns * (w + pad) + pad;
+  torch::Tensor grid = torch::zeros({gh, gw, c}, torch::kUInt8);
+  const torch::Tensor px = ((images.detach().to(torch::kCPU) + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = i / columns, col = i % columns;
+    grid.narrow(0, pad + r * (h + pad), h).narrow(1, pad + col * (w + pad), w).copy_(px[i].permute({1, 2, 0}));
+  }
+  return WritePng(path, grid.contiguous().data_ptr<uint8_t>(), static_cast<int>(gw), static_cast<int>(gh),
+                  static_cast<int>(c));
+}
+
+// The prompts of the sample grids: one per label name ("a photo of a sneaker"), else a
+// few of the training captions.
+std::vector<std::string> GridPrompts(const data::Manifest& m, const data::Batch& first) {
+  std::vector<std::string> prompts;
+  for (const std::string& name : m.label_names) prompts.push_back("a photo of a " + name);
+  for (size_t i = 0; prompts.empty() && i < first.captions.size() && i < 8; ++i) prompts.push_back(first.captions[i]);
+  return prompts;
+}
+
+}  // namespace
+
+absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml) {
+  const dist::ProcessInfo& proc = dist::Runtime::Info();
+  const dist::Placement place = dist::PlaceProcess(proc);
+  const torch::Device device = place.device >= 0 ? torch::Device(torch::kCUDA, place.device) : torch::Device(torch::kCPU);
+
+  // ---- check everything before anything is written ------------------------------------
+  const int64_t micro = o.data.batch_size / o.train.grad_accum;  // global micro-batch
+  if (micro % proc.world != 0) {
+    return absl::InvalidArgumentError(
+        "data.batch_size " + std::to_string(o.data.batch_size) + " / train.grad_accum " +
+        std::to_string(o.train.grad_accum) + " = " + std::to_string(micro) +
+        " samples per micro-batch does not divide by the world size " + std::to_string(proc.world) +
+        "; choose a data.batch_size that does");
+  }
+  if (o.data.train.empty()) return absl::InvalidArgumentError("data.train is empty: name a dataset directory");
+  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(o.data.train));
+  if (manifest.spec.modality != data::Modality::kImage) {
+    return absl::InvalidArgumentError(o.data.train + " holds video; the DiT image stage trains on images");
+  }
+  const std::string tokenizer_path = o.data.tokenizer.empty() ? o.data.train + "/tokenizer.model" : o.data.tokenizer;
+  ASSIGN_OR_RETURN(auto tokenizer, data::Tokenizer::Load(tokenizer_path));
+  if (tokenizer->vocab_size() > o.model.text.vocab) {
+    return absl::InvalidArgumentError("the tokenizer has " + std::to_string(tokenizer->vocab_size()) +
+                                      " tokens but model.text.vocab is " + std::to_string(o.model.text.vocab) +
+                                      "; raise model.text.vocab");
+  }
+  ASSIGN_OR_RETURN(models::DiTConfig dit_config, models::ResolveDiT(o.model, o.data.image_size, manifest.spec.channels));
+  ASSIGN_OR_RETURN(diffusion::GaussianDiffusion diffusion, diffusion::GaussianDiffusion::Create(o.diffusion));
+  const fs::path run_dir = fs::path(o.run.dir) / o.run.name;
+  if (fs::exists(run_dir / "config.yaml")) {
+    return absl::AlreadyExistsError(run_dir.string() + " holds an earlier run; resuming is not built yet "
+                                    "(issue #5): choose another run.name or remove the directory");
+  }
+
+  data::LoaderOptions lo;
+  lo.dir = o.data.train;
+  lo.batch = micro;
+  lo.rank = proc.rank;
+  lo.world = proc.world;
+  lo.workers = o.data.workers;
+  lo.prefetch = o.data.prefetch;
+  lo.image_size = o.data.image_size;
+  lo.channels = o.data.channels;
+  lo.fit = o.data.fit;
+  lo.flip = o.data.flip;
+  lo.tokenizer = tokenizer;
+  lo.max_tokens = o.data.max_tokens;
+  lo.skip_bad = o.data.on_error == "skip";
+  lo.max_skipped = o.data.max_skipped;
+  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(lo, {0, 0, static_cast<uint64_t>(o.run.seed)}));
+
+  // ---- model, strategy -------------------------------------------------------------------
+  torch::manual_seed(static_cast<uint64_t>(o.run.seed));  // the same init everywhere (rank 0's wins anyway)
+  DiTStage stage(dit_config, o.model.text, o.data.max_tokens, diffusion);
+  stage->to(device);
+  ASSIGN_OR_RETURN(auto group, dist::CreateProcessGroup({o.dist.backend, o.dist.timeout_s}, device));
+  dist::AdamWSettings adamw;
+  adamw.lr = o.optim.lr;
+  adamw.beta1 = o.optim.betas[0];
+  adamw.beta2 = o.optim.betas[1];
+  adamw.eps = o.optim.eps;
+  adamw.weight_decay = o.optim.weight_decay;
+  ASSIGN_OR_RETURN(auto strategy, dist::ApplyStrategy(stage.ptr(), *group, o.dist, adamw));
+  RETURN_IF_ERROR(strategy->GatherFullParameters());
+  std::unique_ptr<Ema> ema = o.train.ema > 0 ? std::make_unique<Ema>(*stage, o.train.ema) : nullptr;
+
+  int64_t params = 0;
+  for (const auto& p : stage->parameters()) params += p.numel();
+  if (proc.rank == 0) {
+    fs::create_directories(run_dir / "samples");
+    RETURN_IF_ERROR(WriteFileAtomic((run_dir / "config.yaml").string(), resolved_yaml));
+    log::SetFile((run_dir / "log.txt").string());
+  }
+  log::Info() << "run " << run_dir.string() << ": DiT " << dit_config.width << "x" << dit_config.depth << " patch "
+              << dit_config.patch << " + text " << o.model.text.width << "x" << o.model.text.depth << ", "
+              << params << " parameters; " << proc.world << " rank(s) x " << place.threads << " thread(s) on "
+              << device.str() << "; strategy " << strategy->name() << "; global batch " << o.data.batch_size
+              << " (" << o.train.grad_accum << " micro-batches)";
+  std::ofstream metrics;
+  if (proc.rank == 0) metrics.open(run_dir / "metrics.jsonl", std::ios::app);
+
+  // ---- the loop ---------------------------------------------------------------------------
+  const auto started = Clock::now();
+  auto window = Clock::now();
+  int64_t window_samples = 0;
+  std::vector<std::string> prompts;
+  for (int64_t step = 0; step < o.train.steps; ++step) {
+    group->SetStep(step);
+    strategy->ZeroGrad();
+    double loss_sum = 0;
+    for (int k = 0; k < o.train.grad_accum; ++k) {
+      ASSIGN_OR_RETURN(data::Batch batch, loader->Next());
+      if (prompts.empty()) prompts = GridPrompts(manifest, batch);
+      strategy->SetSync(k == o.train.grad_accum - 1);
+      const torch::Tensor losses = stage->Loss(batch, static_cast<uint64_t>(o.run.seed), step, o.data.caption_dropout);
+      const torch::Tensor loss = losses.mean() / o.train.grad_accum;
+      loss.backward();
+      loss_sum += loss.item<double>();
+    }
+    RETURN_IF_ERROR(strategy->FinishBackward());
+    // The loss every rank saw, averaged: the same number on every rank.
+    torch::Tensor global = torch::tensor({loss_sum}, torch::kFloat64);
+    RETURN_IF_ERROR(group->AllReduce(global, dist::ReduceOp::kAverage, dist::Dispatch::kCaller)->Wait());
+    const double step_loss = global.item<double>();
+    if (!std::isfinite(step_loss)) {
+      if (o.train.on_nan == "skip") {
+        log::Warning() << "step " << step << ": non-finite loss, step skipped (train.on_nan = skip)";
+        continue;
+      }
+      return absl::FailedPreconditionError("step " + std::to_string(step) + ": the loss is " +
+                                           std::to_string(step_loss) + " on rank " + std::to_string(proc.rank) +
+                                           "; lower optim.lr or set train.on_nan: skip");
+    }
+    ASSIGN_OR_RETURN(const double grad_norm, strategy->ClipGradNorm(o.optim.clip_grad));
+    const double lr = LearningRate(o.optim, step, o.train.steps);
+    RETURN_IF_ERROR(strategy->Step(lr));
+    RETURN_IF_ERROR(strategy->GatherFullParameters());
+    if (ema) ema->Update(*stage);
+    window_samples += o.data.batch_size;
+
+    const bool last = step + 1 == o.train.steps;
+    if ((step + 1) % o.train.log_every == 0 || last) {
+      const double seconds = std::chrono::duration<double>(Clock::now() - window).count();
+      const double rate = window_samples / std::max(seconds, 1e-9);
+      const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+      const double eta = elapsed / (step + 1) * (o.train.steps - step - 1);
+      char line[256];
+      std::snprintf(line, sizeof(line), "step %lld/%lld  loss %.5f  lr %.3g  grad %.3f  %.1f samples/s  eta %s",
+                    static_cast<long long>(step + 1), static_cast<long long>(o.train.steps), step_loss, lr,
+                    grad_norm, rate, Eta(eta).c_str());
+      log::Info() << line;
+      if (metrics.is_open()) {
+        metrics << nlohmann::json({{"step", step + 1}, {"loss", step_loss}, {"lr", lr}, {"grad_norm", grad_norm},
+                                   {"samples_per_s", rate}, {"elapsed_s", elapsed}})
+                       .dump()
+                << "\n";
+        metrics.flush();
+      }
+      window = Clock::now();
+      window_samples = 0;
+    }
+    if (proc.rank == 0 && o.train.sample_every > 0 && ((step + 1) % o.train.sample_every == 0 || last)) {
+      // Sampled from a copy holding the EMA weights, so training is not disturbed.
+      DiTStage copy(dit_config, o.model.text, o.data.max_tokens, diffusion);
+      copy->to(device);
+      {
+        torch::NoGradGuard no_grad;
+        const auto src = stage->parameters();
+        const auto dst = copy->parameters();
+        for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+      }
+      if (ema) ema->CopyTo(*copy);
+      copy->eval();
+      const int per_prompt = 4;
+      const int64_t n = static_cast<int64_t>(prompts.size()) * per_prompt;
+      torch::Tensor tokens = torch::empty({n, o.data.max_tokens}, torch::kLong);
+      torch::Tensor mask = torch::empty({n, o.data.max_tokens}, torch::kBool);
+      for (int64_t i = 0; i < n; ++i) {
+        tokenizer->Encode(prompts[i % prompts.size()], o.data.max_tokens, tokens[i].data_ptr<int64_t>(),
+                          mask[i].data_ptr<bool>());
+      }
+      const torch::Tensor images = copy->Sample(tokens, mask, /*cfg=*/4.0, /*steps=*/50, static_cast<uint64_t>(o.run.seed));
+      char name[64];
+      std::snprintf(name, sizeof(name), "step-%07lld.png", static_cast<long long>(step + 1));
+      RETURN_IF_ERROR(WriteGrid((run_dir / "samples" / name).string(), images, static_cast<int>(prompts.size())));
+      log::Info() << "samples: " << (run_dir / "samples" / name).string() << " (columns: "
+                  << prompts.front() << (prompts.size() > 1 ? ", ..." : "") << ")";
+    }
+  }
+
+  // ---- final weights (EMA when kept) ------------------------------------------------------
+  if (proc.rank == 0) {
+    std::vector<NamedTensor> tensors;
+    const auto named = stage->named_parameters();
+    for (size_t i = 0; i < named.size(); ++i) {
+      tensors.push_back({named[i].key(), ema ? ema->shadow()[i] : named[i].value()});
+    }
+    RETURN_IF_ERROR(WriteSafetensors((run_dir / "model.safetensors").string(), tensors,
+                                     {{"format", "loom-weights"}, {"weights", ema ? "ema" : "raw"}}));
+    log::Info() << "wrote " << (run_dir / "model.safetensors").string();
+  }
+  RETURN_IF_ERROR(group->Barrier());
+  return absl::OkStatus();
+}
+
+}  // namespace loom::train

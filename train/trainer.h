@@ -1,0 +1,16 @@
+// `loom train`: runs an experiment alone or under mpirun/srun. Outputs go to
+// run.dir/run.name/: config.yaml, log.txt, metrics.jsonl, samples/step-NNNNNNN.png and
+// model.safetensors (EMA weights at the end). Checkpoints and resume: issue #5.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "train/options.h"
+
+namespace loom::train {
+
+// Trains the text-to-image DiT stage of `options`; `resolved_yaml` is saved in the run.
+absl::Status Train(const ExperimentOptions& options, const std::string& resolved_yaml);
+
+}  // namespace loom::train
