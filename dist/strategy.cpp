@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "dist/grad_reducer.h"
+#include "dist/optimizer_state.h"
 #include "dist/zero3.h"
 
 namespace loom::dist {
@@ -61,6 +62,7 @@ class Ddp : public Strategy {
   Ddp(std::vector<torch::Tensor> params, std::vector<std::string> names, ProcessGroup& group,
       const DistOptions& options, const AdamWSettings& adamw)
       : params_(params),
+        names_(names),
         reducer_(params, std::move(names), BucketLayout::Make(params, options.bucket_mb, 1),
                  group, GradReducer::Mode::kAllReduce, options.overlap),
         optimizer_(params, ToOptions(adamw)) {}
@@ -98,8 +100,32 @@ class Ddp : public Strategy {
     return m;
   }
 
+  absl::StatusOr<OptimizerState> ExportOptimizer() override {
+    OptimizerState out;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const AdamWSlot slot = GetAdamWState(optimizer_, params_[i]);
+      if (!slot.exp_avg.defined()) continue;
+      out.step = slot.step;
+      out.tensors.push_back({names_[i] + ".exp_avg", slot.exp_avg.clone()});
+      out.tensors.push_back({names_[i] + ".exp_avg_sq", slot.exp_avg_sq.clone()});
+    }
+    return out;
+  }
+
+  absl::Status ImportOptimizer(const std::map<std::string, torch::Tensor>& tensors, int64_t step) override {
+    if (step == 0) return absl::OkStatus();
+    for (size_t i = 0; i < params_.size(); ++i) {
+      AdamWSlot slot;
+      slot.step = step;
+      RETURN_IF_ERROR(FindState(tensors, names_[i], params_[i].sizes(), &slot.exp_avg, &slot.exp_avg_sq));
+      SetAdamWState(optimizer_, params_[i], slot);
+    }
+    return absl::OkStatus();
+  }
+
  private:
   std::vector<torch::Tensor> params_;
+  std::vector<std::string> names_;
   GradReducer reducer_;
   torch::optim::AdamW optimizer_;
 };
@@ -115,6 +141,7 @@ class Zero : public Strategy {
       : stage_(stage),
         group_(group),
         params_(params),
+        names_(names),
         layout_(BucketLayout::Make(params, options.bucket_mb, group.size())),
         reducer_(params, std::move(names), layout_, group,
                  stage == 1 ? GradReducer::Mode::kAllReduce : GradReducer::Mode::kReduceScatter,
@@ -184,10 +211,49 @@ class Zero : public Strategy {
     return m;
   }
 
+  absl::StatusOr<OptimizerState> ExportOptimizer() override {
+    OptimizerState out;
+    for (size_t b = 0; b < shards_.size(); ++b) {
+      const AdamWSlot slot = GetAdamWState(*optimizer_, shards_[b]);
+      if (!slot.exp_avg.defined()) continue;  // the same on every rank: they step together
+      out.step = slot.step;
+      const auto& bucket = layout_.buckets[b];
+      for (const auto& [suffix, shard] : {std::pair{".exp_avg", slot.exp_avg}, {".exp_avg_sq", slot.exp_avg_sq}}) {
+        torch::Tensor full = torch::empty({bucket.padded}, shard.options());
+        RETURN_IF_ERROR(group_.AllGather(full, shard.contiguous(), Dispatch::kCaller)->Wait());
+        for (const auto& e : bucket.entries) {
+          out.tensors.push_back({names_[e.param] + suffix,
+                                 full.narrow(0, e.offset, e.numel).view(params_[e.param].sizes()).clone()});
+        }
+      }
+    }
+    return out;
+  }
+
+  absl::Status ImportOptimizer(const std::map<std::string, torch::Tensor>& tensors, int64_t step) override {
+    if (step == 0) return absl::OkStatus();
+    const int64_t world = group_.size(), rank = group_.rank();
+    for (size_t b = 0; b < shards_.size(); ++b) {
+      const auto& bucket = layout_.buckets[b];
+      torch::Tensor avg = torch::zeros({bucket.padded}, shards_[b].options().requires_grad(false));
+      torch::Tensor sq = torch::zeros_like(avg);
+      for (const auto& e : bucket.entries) {
+        torch::Tensor a, q;
+        RETURN_IF_ERROR(FindState(tensors, names_[e.param], params_[e.param].sizes(), &a, &q));
+        avg.narrow(0, e.offset, e.numel).copy_(a.reshape({-1}));
+        sq.narrow(0, e.offset, e.numel).copy_(q.reshape({-1}));
+      }
+      const int64_t n = bucket.padded / world;
+      SetAdamWState(*optimizer_, shards_[b], {step, avg.narrow(0, rank * n, n), sq.narrow(0, rank * n, n)});
+    }
+    return absl::OkStatus();
+  }
+
  private:
   int stage_;
   ProcessGroup& group_;
   std::vector<torch::Tensor> params_;
+  std::vector<std::string> names_;
   BucketLayout layout_;
   GradReducer reducer_;
   std::vector<torch::Tensor> flat_params_;

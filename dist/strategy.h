@@ -14,6 +14,7 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -57,6 +58,18 @@ class Strategy {
   virtual absl::Status GatherFullParameters() { return absl::OkStatus(); }
 
   virtual MemoryStats Memory() const = 0;
+
+  // AdamW state as whole per-parameter tensors, "<param>.exp_avg" and
+  // "<param>.exp_avg_sq", plus AdamW's step count: the same on every rank and loadable by
+  // any strategy at any world size (shards are gathered here and re-cut on import).
+  // Collective: every rank calls it. Empty before the first step.
+  struct OptimizerState {
+    int64_t step = 0;
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  };
+  virtual absl::StatusOr<OptimizerState> ExportOptimizer() = 0;
+  virtual absl::Status ImportOptimizer(const std::map<std::string, torch::Tensor>& tensors,
+                                       int64_t step) = 0;
 };
 
 // Broadcasts parameters from rank 0 after checking that every rank has the same

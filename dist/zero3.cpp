@@ -9,6 +9,7 @@
 
 #include "core/block_host.h"
 #include "core/log.h"
+#include "dist/optimizer_state.h"
 
 namespace loom::dist {
 namespace {
@@ -23,6 +24,8 @@ class Zero3 : public Strategy {
     auto* host = dynamic_cast<BlockHost*>(model_.get());
     std::vector<std::shared_ptr<torch::nn::Module>> blocks;
     if (host != nullptr) blocks = host->blocks();
+    std::unordered_map<const void*, std::string> name_of;
+    for (const auto& item : model_->named_parameters()) name_of[item.value().unsafeGetTensorImpl()] = item.key();
     std::unordered_map<const void*, bool> in_block;
     for (const auto& block : blocks) {
       Unit unit;
@@ -48,6 +51,7 @@ class Zero3 : public Strategy {
     std::vector<torch::Tensor> shards;
     for (Unit& u : units_) {
       for (const auto& p : u.params) {
+        u.names.push_back(name_of[p.unsafeGetTensorImpl()]);
         u.shapes.push_back(p.sizes().vec());
         u.offsets.push_back(u.numel);
         u.numel += p.numel();
@@ -145,9 +149,46 @@ class Zero3 : public Strategy {
     return m;
   }
 
+  absl::StatusOr<OptimizerState> ExportOptimizer() override {
+    OptimizerState out;
+    for (Unit& u : units_) {
+      const AdamWSlot slot = GetAdamWState(*optimizer_, u.shard);
+      if (!slot.exp_avg.defined()) continue;
+      out.step = slot.step;
+      for (const auto& [suffix, shard] : {std::pair{".exp_avg", slot.exp_avg}, {".exp_avg_sq", slot.exp_avg_sq}}) {
+        torch::Tensor full = torch::empty({u.padded}, shard.options());
+        RETURN_IF_ERROR(group_.AllGather(full, shard.contiguous(), Dispatch::kCaller)->Wait());
+        for (size_t i = 0; i < u.params.size(); ++i) {
+          out.tensors.push_back({u.names[i] + suffix,
+                                 full.narrow(0, u.offsets[i], ShapeNumel(u.shapes[i])).view(u.shapes[i]).clone()});
+        }
+      }
+    }
+    return out;
+  }
+
+  absl::Status ImportOptimizer(const std::map<std::string, torch::Tensor>& tensors, int64_t step) override {
+    if (step == 0) return absl::OkStatus();
+    const int64_t world = group_.size(), rank = group_.rank();
+    for (Unit& u : units_) {
+      torch::Tensor avg = torch::zeros({u.padded}, u.shard_grad.options());
+      torch::Tensor sq = torch::zeros_like(avg);
+      for (size_t i = 0; i < u.params.size(); ++i) {
+        torch::Tensor a, q;
+        RETURN_IF_ERROR(FindState(tensors, u.names[i], u.shapes[i], &a, &q));
+        avg.narrow(0, u.offsets[i], a.numel()).copy_(a.reshape({-1}));
+        sq.narrow(0, u.offsets[i], q.numel()).copy_(q.reshape({-1}));
+      }
+      const int64_t n = u.padded / world;
+      SetAdamWState(*optimizer_, u.shard, {step, avg.narrow(0, rank * n, n), sq.narrow(0, rank * n, n)});
+    }
+    return absl::OkStatus();
+  }
+
   // ---- used by the block wrapper and its autograd function ----------------------------
   struct Unit {
     Tensors params;
+    std::vector<std::string> names;
     std::vector<std::vector<int64_t>> shapes;
     std::vector<int64_t> offsets;
     int64_t numel = 0;

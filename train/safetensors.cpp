@@ -2,6 +2,7 @@
 #include "train/safetensors.h"
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <set>
 
 #include "absl/status/statusor.h"
@@ -34,7 +35,12 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
   std::vector<torch::Tensor> data;
   std::set<std::string> names;
   int64_t offset = 0;
-  for (const NamedTensor& nt : tensors) {
+  // Sorted by name: the same tensors always give the same bytes, whatever their order.
+  std::vector<const NamedTensor*> sorted;
+  for (const NamedTensor& nt : tensors) sorted.push_back(&nt);
+  std::sort(sorted.begin(), sorted.end(), [](const NamedTensor* a, const NamedTensor* b) { return a->name < b->name; });
+  for (const NamedTensor* item : sorted) {
+    const NamedTensor& nt = *item;
     if (nt.name.empty() || nt.name == "__metadata__" || !names.insert(nt.name).second) {
       return absl::InvalidArgumentError("tensor name '" + nt.name + "' is empty, reserved or repeated");
     }

@@ -18,7 +18,7 @@ struct NamedTensor {
   torch::Tensor tensor;  // any device and layout; written as contiguous CPU data
 };
 
-// Writes `tensors` (names unique) to `path` atomically.
+// Writes `tensors` (names unique) to `path` atomically, in name order.
 absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
 

@@ -5,6 +5,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "train/options.h"
 
@@ -45,6 +48,17 @@ class Ema {
     torch::NoGradGuard no_grad;
     const auto params = module.parameters();
     for (size_t i = 0; i < params.size(); ++i) params[i].copy_(shadow_[i]);
+  }
+  // Restores the averages (by parameter name) and the update count of a checkpoint.
+  bool Load(const std::map<std::string, torch::Tensor>& tensors, int64_t updates) {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < names_.size(); ++i) {
+      const auto it = tensors.find(names_[i]);
+      if (it == tensors.end() || it->second.sizes() != shadow_[i].sizes()) return false;
+      shadow_[i].copy_(it->second);
+    }
+    updates_ = updates;
+    return true;
   }
   const std::vector<torch::Tensor>& shadow() const { return shadow_; }
   const std::vector<std::string>& names() const { return names_; }

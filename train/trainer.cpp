@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
@@ -19,6 +20,7 @@
 #include "dist/process_group.h"
 #include "dist/runtime.h"
 #include "dist/strategy.h"
+#include "train/checkpoint.h"
 #include "train/dit_stage.h"
 #include "train/safetensors.h"
 #include "train/schedule.h"
@@ -92,10 +94,30 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   ASSIGN_OR_RETURN(models::DiTConfig dit_config, models::ResolveDiT(o.model, o.data.image_size, manifest.spec.channels));
   ASSIGN_OR_RETURN(diffusion::GaussianDiffusion diffusion, diffusion::GaussianDiffusion::Create(o.diffusion));
   const fs::path run_dir = fs::path(o.run.dir) / o.run.name;
+  std::optional<LoadedCheckpoint> resume;
   if (fs::exists(run_dir / "config.yaml")) {
-    return absl::AlreadyExistsError(run_dir.string() + " holds an earlier run; resuming is not built yet "
-                                    "(issue #5): choose another run.name or remove the directory");
+    ASSIGN_OR_RETURN(resume, LoadLatestCheckpoint(run_dir.string()));
+    if (!resume) {
+      return absl::AlreadyExistsError(run_dir.string() + " holds an earlier run without a complete checkpoint; "
+                                      "choose another run.name or remove the directory");
+    }
+    if (resume->step >= o.train.steps) {
+      log::Info() << run_dir.string() << " finished at step " << resume->step
+                  << "; raise train.steps to train further";
+      // A crash between the last checkpoint and the final weights: write them now.
+      if (proc.rank == 0 && !fs::exists(run_dir / "model.safetensors")) {
+        const auto& weights = resume->ema.empty() ? resume->model : resume->ema;
+        std::vector<NamedTensor> tensors;
+        for (const auto& [name, t] : weights) tensors.push_back({name, t});
+        RETURN_IF_ERROR(WriteSafetensors((run_dir / "model.safetensors").string(), tensors,
+                                         {{"format", "loom-weights"}, {"weights", resume->ema.empty() ? "raw" : "ema"}}));
+      }
+      return absl::OkStatus();
+    }
   }
+  const int64_t start_step = resume ? resume->step : 0;
+  const data::LoaderState start_state =
+      resume ? resume->loader : data::LoaderState{0, 0, static_cast<uint64_t>(o.run.seed)};
 
   data::LoaderOptions lo;
   lo.dir = o.data.train;
@@ -112,11 +134,25 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   lo.max_tokens = o.data.max_tokens;
   lo.skip_bad = o.data.on_error == "skip";
   lo.max_skipped = o.data.max_skipped;
-  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(lo, {0, 0, static_cast<uint64_t>(o.run.seed)}));
+  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(lo, start_state));
 
   // ---- model, strategy -------------------------------------------------------------------
   torch::manual_seed(static_cast<uint64_t>(o.run.seed));  // the same init everywhere (rank 0's wins anyway)
   DiTStage stage(dit_config, o.model.text, o.data.max_tokens, diffusion);
+  if (resume) {
+    torch::NoGradGuard no_grad;
+    for (auto& item : stage->named_parameters()) {
+      const auto it = resume->model.find(item.key());
+      if (it == resume->model.end() || it->second.sizes() != item.value().sizes()) {
+        return absl::InvalidArgumentError(resume->dir + " holds another model (parameter '" + item.key() +
+                                          "' is missing or has another shape); it cannot resume this config");
+      }
+      item.value().copy_(it->second);
+    }
+    if (resume->model.size() != stage->named_parameters().size()) {
+      return absl::InvalidArgumentError(resume->dir + " holds another model (its parameter count differs)");
+    }
+  }
   stage->to(device);
   ASSIGN_OR_RETURN(auto group, dist::CreateProcessGroup({o.dist.backend, o.dist.timeout_s}, device));
   dist::AdamWSettings adamw;
@@ -128,12 +164,20 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   ASSIGN_OR_RETURN(auto strategy, dist::ApplyStrategy(stage.ptr(), *group, o.dist, adamw));
   RETURN_IF_ERROR(strategy->GatherFullParameters());
   std::unique_ptr<Ema> ema = o.train.ema > 0 ? std::make_unique<Ema>(*stage, o.train.ema) : nullptr;
+  if (resume) {
+    RETURN_IF_ERROR(strategy->ImportOptimizer(resume->optimizer, resume->adam_step));
+    if (ema && !resume->ema.empty() && !ema->Load(resume->ema, start_step)) {
+      return absl::InvalidArgumentError(resume->dir + ": its EMA weights do not fit this model");
+    }
+    log::Info() << "resuming from " << resume->dir << " (step " << start_step << ", saved at world "
+                << resume->world << " with " << resume->strategy << ")";
+  }
 
   int64_t params = 0;
   for (const auto& p : stage->parameters()) params += p.numel();
   if (proc.rank == 0) {
     fs::create_directories(run_dir / "samples");
-    RETURN_IF_ERROR(WriteFileAtomic((run_dir / "config.yaml").string(), resolved_yaml));
+    RETURN_IF_ERROR(WriteFileAtomic((run_dir / "config.yaml").string(), resolved_yaml));  // current config
     log::SetFile((run_dir / "log.txt").string());
   }
   log::Info() << "run " << run_dir.string() << ": DiT " << dit_config.width << "x" << dit_config.depth << " patch "
@@ -149,7 +193,7 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   auto window = Clock::now();
   int64_t window_samples = 0;
   std::vector<std::string> prompts;
-  for (int64_t step = 0; step < o.train.steps; ++step) {
+  for (int64_t step = start_step; step < o.train.steps; ++step) {
     group->SetStep(step);
     strategy->ZeroGrad();
     double loss_sum = 0;
@@ -188,7 +232,7 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       const double seconds = std::chrono::duration<double>(Clock::now() - window).count();
       const double rate = window_samples / std::max(seconds, 1e-9);
       const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-      const double eta = elapsed / (step + 1) * (o.train.steps - step - 1);
+      const double eta = elapsed / (step + 1 - start_step) * (o.train.steps - step - 1);
       char line[256];
       std::snprintf(line, sizeof(line), "step %lld/%lld  loss %.5f  lr %.3g  grad %.3f  %.1f samples/s  eta %s",
                     static_cast<long long>(step + 1), static_cast<long long>(o.train.steps), step_loss, lr,
@@ -203,6 +247,27 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       }
       window = Clock::now();
       window_samples = 0;
+    }
+    if ((o.train.checkpoint_every > 0 && (step + 1) % o.train.checkpoint_every == 0) || last) {
+      // Collective (ZeRO shards are gathered); rank 0 writes.
+      ASSIGN_OR_RETURN(dist::Strategy::OptimizerState opt, strategy->ExportOptimizer());
+      if (proc.rank == 0) {
+        CheckpointContents c;
+        c.step = step + 1;
+        c.loader = loader->state();
+        c.world = proc.world;
+        c.strategy = strategy->name();
+        c.adam_step = opt.step;
+        for (const auto& item : stage->named_parameters()) c.model.push_back({item.key(), item.value()});
+        if (ema) {
+          for (size_t i = 0; i < ema->names().size(); ++i) c.ema.push_back({ema->names()[i], ema->shadow()[i]});
+        }
+        for (auto& [name, t] : opt.tensors) c.optimizer.push_back({name, t});
+        c.config_yaml = resolved_yaml;
+        c.tokenizer = tokenizer->serialized();
+        RETURN_IF_ERROR(SaveCheckpoint(run_dir.string(), c, o.train.keep_checkpoints));
+        log::Info() << "checkpoint: " << (run_dir / "checkpoints").string() << " step " << step + 1;
+      }
     }
     if (proc.rank == 0 && o.train.sample_every > 0 && ((step + 1) % o.train.sample_every == 0 || last)) {
       // Sampled from a copy holding the EMA weights, so training is not disturbed.

@@ -1,6 +1,7 @@
 // `loom train`: runs an experiment alone or under mpirun/srun. Outputs go to
 // run.dir/run.name/: config.yaml, log.txt, metrics.jsonl, samples/step-NNNNNNN.png and
-// model.safetensors (EMA weights at the end). Checkpoints and resume: issue #5.
+// model.safetensors (EMA weights at the end), checkpoints/step-NNNNNNN/. A run directory
+// with checkpoints resumes from the newest complete one (at any world size or strategy).
 #pragma once
 
 #include <string>

@@ -77,6 +77,57 @@ TEST_F(TrainTest, ZeroStrategiesFollowDdp) {
   }
 }
 
+// Runs the tiny config (12 steps, checkpoints every 3) into runs/NAME; returns the code.
+int RunTiny(const std::string& runs, const std::string& name, int np, int steps, const std::string& extra,
+        const std::string& data, const std::string& env = "") {
+  const testing::Result r = testing::Run(
+      env + std::string(LOOM_MPIRUN) + " -np " + std::to_string(np) + " " + kLoom + " train " + kConfig +
+      " data.train=" + data + " run.dir=" + runs + " run.name=" + name + " train.steps=" + std::to_string(steps) +
+      " train.log_every=1 train.sample_every=0 train.checkpoint_every=3 " + extra);
+  return r.code;
+}
+
+TEST_F(TrainTest, ResumeIsBitwiseExactForDdpAndZero2) {
+  const std::string runs = dir_.str() + "/resume", data = data_->str() + "/fm/train";
+  for (const char* s : {"ddp", "zero2"}) {
+    const std::string extra = std::string("dist.strategy=") + s;
+    ASSERT_EQ(RunTiny(runs, std::string("straight-") + s, 2, 12, extra, data), 0);
+    ASSERT_EQ(RunTiny(runs, std::string("resumed-") + s, 2, 6, extra, data), 0);
+    ASSERT_EQ(RunTiny(runs, std::string("resumed-") + s, 2, 12, extra, data), 0);
+    EXPECT_TRUE(testing::ReadAll(runs + "/straight-" + s + "/model.safetensors") ==
+                testing::ReadAll(runs + "/resumed-" + s + "/model.safetensors"))
+        << s << ": resumed weights differ";
+  }
+}
+
+TEST_F(TrainTest, ResumeAtAnotherWorldSizeAndStrategy) {
+  const std::string runs = dir_.str() + "/world", data = data_->str() + "/fm/train";
+  ASSERT_EQ(RunTiny(runs, "straight", 2, 12, "", data), 0);
+  ASSERT_EQ(RunTiny(runs, "moved", 2, 6, "", data), 0);
+  ASSERT_EQ(RunTiny(runs, "moved", 1, 12, "dist.strategy=zero3", data), 0);
+  std::vector<double> a, b;
+  for (const auto& [path, out] : {std::pair{runs + "/straight", &a}, {runs + "/moved", &b}}) {
+    std::ifstream in(path + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) out->push_back(nlohmann::json::parse(line)["loss"]);
+  }
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-4 * std::abs(a[i])) << "step " << i + 1;
+}
+
+TEST_F(TrainTest, ACrashAtAnyPointOfASaveNeverLoadsAWrongCheckpoint) {
+  const std::string runs = dir_.str() + "/crash", data = data_->str() + "/fm/train";
+  ASSERT_EQ(RunTiny(runs, "straight", 1, 6, "", data), 0);
+  const std::string want = testing::ReadAll(runs + "/straight/model.safetensors");
+  // 6 fault points per checkpoint; 7..12 fall inside the second save (step 6), the last
+  // one after its rename, before the final weights.
+  for (int k = 7; k <= 12; ++k) {
+    const std::string name = "crash" + std::to_string(k);
+    EXPECT_EQ(RunTiny(runs, name, 1, 6, "", data, "LOOM_FAULT_CHECKPOINT_FILES=" + std::to_string(k) + " "), 86) << k;
+    ASSERT_EQ(RunTiny(runs, name, 1, 6, "", data), 0) << "resume after a crash at point " << k;
+    EXPECT_TRUE(testing::ReadAll(runs + "/" + name + "/model.safetensors") == want) << "crash at point " << k;
+  }
+}
+
 TEST_F(TrainTest, BadInputFailsBeforeWritingAnything) {
   const std::string runs = dir_.str() + "/bad";
   const auto fails = [&](const std::string& cmd, const std::string& fragment) {
@@ -92,6 +143,13 @@ TEST_F(TrainTest, BadInputFailsBeforeWritingAnything) {
   fails(train + "data.train=" + data_->str() + "/fm/test", "no tokenizer");
   fails(train + "data.train=" + data_->str() + "/fm/train data.channels=3", "data.channels is 3");
   fails(train + "data.train=" + data_->str() + "/fm/train model.size=Q/4", "not a registered DiT size");
+  // A checkpoint of another model is refused, and nothing of it is changed.
+  const std::string other = dir_.str() + "/other";
+  ASSERT_EQ(RunTiny(other, "tiny", 1, 3, "", data_->str() + "/fm/train"), 0);
+  const testing::Result r = testing::Run(kLoom + " train " + kConfig + " data.train=" + data_->str() +
+                                         "/fm/train run.dir=" + other + " train.steps=6 model.width=64");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("holds another model"), std::string::npos) << r.err;
 }
 
 TEST_F(TrainTest, WeightsLoadInPythonSafetensors) {
