@@ -58,7 +58,10 @@ absl::Status WriteGrid(const std::string& path, const torch::Tensor& images, int
 // few of the training captions.
 std::vector<std::string> GridPrompts(const data::Manifest& m, const data::Batch& first) {
   std::vector<std::string> prompts;
-  for (const std::string& name : m.label_names) prompts.push_back("a photo of a " + name);
+  for (const std::string& name : m.label_names) {
+    const bool vowel = !name.empty() && std::string("aeiou").find(name[0]) != std::string::npos;
+    prompts.push_back(std::string("a photo of ") + (vowel ? "an " : "a ") + name);
+  }
   for (size_t i = 0; prompts.empty() && i < first.captions.size() && i < 8; ++i) prompts.push_back(first.captions[i]);
   return prompts;
 }
@@ -71,6 +74,10 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   const torch::Device device = place.device >= 0 ? torch::Device(torch::kCUDA, place.device) : torch::Device(torch::kCPU);
 
   // ---- check everything before anything is written ------------------------------------
+  if (o.train.precision != "fp32") {
+    return absl::UnimplementedError("train.precision " + o.train.precision +
+                                    " is not built yet (bf16 autocast: issue #5); use fp32");
+  }
   const int64_t micro = o.data.batch_size / o.train.grad_accum;  // global micro-batch
   if (micro % proc.world != 0) {
     return absl::InvalidArgumentError(

@@ -143,6 +143,7 @@ TEST_F(TrainTest, BadInputFailsBeforeWritingAnything) {
   fails(train + "data.train=" + data_->str() + "/fm/test", "no tokenizer");
   fails(train + "data.train=" + data_->str() + "/fm/train data.channels=3", "data.channels is 3");
   fails(train + "data.train=" + data_->str() + "/fm/train model.size=Q/4", "not a registered DiT size");
+  fails(train + "data.train=" + data_->str() + "/fm/train train.precision=bf16", "is not built yet");
   // A checkpoint of another model is refused, and nothing of it is changed.
   const std::string other = dir_.str() + "/other";
   ASSERT_EQ(RunTiny(other, "tiny", 1, 3, "", data_->str() + "/fm/train"), 0);
