@@ -23,6 +23,7 @@ std::vector<Command> AllCommands();
 // One factory per file under cli/.
 Command InfoCommand();
 Command TrainCommand();
+Command SampleCommand();
 std::vector<Command> DataCommands();    // cli/data.cpp: inspect, tokenizer
 std::vector<Command> IngestCommands();  // cli/ingest.cpp: dataset makers
 std::vector<Command> BenchCommands();   // cli/bench.cpp: measurements

@@ -29,8 +29,6 @@ Command Pending(std::string path, std::string usage, std::string summary, int is
 
 std::vector<Command> PendingCommands() {
   return {
-      Pending("sample", "--model RUN_OR_EXPORT --prompt TEXT --out FILE.png [--n --steps --cfg --seed]",
-              "generate images from a trained model", 5),
       Pending("export", "RUN_OR_CHECKPOINT --out DIR [--weights ema|raw] [--dtype fp32|bf16|fp16]",
               "write model.safetensors + config.json for inference", 6),
       Pending("eval classifier", "--data DIR --out DIR", "train the judge classifier", 6),

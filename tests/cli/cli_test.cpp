@@ -63,7 +63,8 @@ TEST(Cli, MalformedAndMistypedFilesNameFileAndLine) {
 }
 
 TEST(Cli, PendingCommandsSaySoAndExitTwo) {
-  ExpectBadInput("sample --model x --prompt y --out z.png", "not built yet");
+  ExpectBadInput("export x --out y", "not built yet");
+  ExpectBadInput("sample --model /nonexistent --prompt y --out z.png", "not a run directory");
   ExpectBadInput("bench step", "not built yet");
 }
 

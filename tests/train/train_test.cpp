@@ -153,6 +153,21 @@ TEST_F(TrainTest, BadInputFailsBeforeWritingAnything) {
   EXPECT_NE(r.err.find("holds another model"), std::string::npos) << r.err;
 }
 
+TEST_F(TrainTest, SampleIsReproducibleBySeed) {
+  TrainTiny(1, "train.steps=3");
+  const std::string run = dir_.str() + "/runs1/tiny", out = dir_.str() + "/s";
+  const auto sample = [&](int seed, const std::string& file) {
+    const testing::Result r = testing::Run(kLoom + " sample --model " + run + " --prompt 'a photo of a bag' --n 3 --steps 8 --seed " +
+                                           std::to_string(seed) + " --out " + file);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return testing::ReadAll(file);
+  };
+  const std::string a = sample(3, out + "a.png"), b = sample(3, out + "b.png"), c = sample(4, out + "c.png");
+  EXPECT_FALSE(a.empty());
+  EXPECT_TRUE(a == b) << "the same seed gave different images";
+  EXPECT_FALSE(a == c) << "another seed gave the same images";
+}
+
 TEST_F(TrainTest, WeightsLoadInPythonSafetensors) {
   TrainTiny(1, "train.steps=3");
   const std::string py = LOOM_PYTHON;
