@@ -1,6 +1,7 @@
 // `loom bench ...`: measurements with their baselines; the last stdout line is JSON.
 #include "bench/comm_bench.h"
 #include "bench/loader_bench.h"
+#include "bench/step_bench.h"
 #include "cli/command.h"
 #include "core/args.h"
 #include "core/log.h"
@@ -66,12 +67,31 @@ absl::Status RunCommBench(const std::string& name, const std::vector<std::string
   return absl::OkStatus();
 }
 
+absl::Status RunStepBench(const std::string& name, const std::vector<std::string>& argv) {
+  bench::StepBenchOptions o;
+  int64_t steps = o.steps;
+  ArgParser args(name, "Training steps/s and FLOP/s of an experiment's model on synthetic batches,\n"
+                       "next to this machine's float32 matmul FLOP/s measured in the same run.");
+  args.Flag("config", &o.config, "experiment YAML").Required();
+  args.Rest("KEY=VALUE", &o.overrides, "config overrides");
+  args.Flag("steps", &steps, "steps measured");
+  args.Flag("batch", &o.batch, "samples per step (0: the config's global batch)");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  if (steps < 1 || o.batch < 0) return absl::InvalidArgumentError(name + ": --steps >= 1 and --batch >= 0");
+  o.steps = static_cast<int>(steps);
+  ASSIGN_OR_RETURN(std::string report, bench::RunStepBench(o));
+  log::Info() << report;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::vector<Command> BenchCommands() {
   return {{"bench loader", "loader throughput against bare HDF5 and sequential reads", RunLoaderBench},
           {"bench comm", "collective bandwidth against raw MPI; DDP overhead (under mpirun)",
-           RunCommBench}};
+           RunCommBench},
+          {"bench step", "training step throughput and FLOP/s against matmul peak", RunStepBench}};
 }
 
 }  // namespace loom::cli

@@ -33,7 +33,6 @@ std::vector<Command> PendingCommands() {
               "write model.safetensors + config.json for inference", 6),
       Pending("eval classifier", "--data DIR --out DIR", "train the judge classifier", 6),
       Pending("eval prompts", "--model DIR --judge DIR", "prompt accuracy and Frechet distance", 6),
-      Pending("bench step", "--config FILE", "training step throughput and FLOP/s", 5),
       Pending("bench checkpoint", "--config FILE", "checkpoint save and load time", 5),
   };
 }

@@ -65,12 +65,12 @@ TEST(Cli, MalformedAndMistypedFilesNameFileAndLine) {
 TEST(Cli, PendingCommandsSaySoAndExitTwo) {
   ExpectBadInput("export x --out y", "not built yet");
   ExpectBadInput("sample --model /nonexistent --prompt y --out z.png", "not a run directory");
-  ExpectBadInput("bench step", "not built yet");
+  ExpectBadInput("bench checkpoint", "not built yet");
 }
 
 TEST(Cli, HelpEverywhere) {
   for (const std::string args : {"--help", "info --help", "train --help", "data --help",
-                                 "data shapes --help", "eval --help", "bench comm --help", "bench step --help"}) {
+                                 "data shapes --help", "eval --help", "bench comm --help", "bench step --help", "bench checkpoint --help"}) {
     const testing::Result r = RunLoom(args);
     EXPECT_EQ(r.code, 0) << args << "\n" << r.err;
     EXPECT_NE(r.out.find("usage: loom"), std::string::npos) << args << "\n" << r.out;
@@ -134,6 +134,16 @@ TEST(Cli, DataIngestInspectTokenizeAndBench) {
   r = testing::Run(kLoom + " data inspect " + out);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find(out + "/test/test-00000.h5"), std::string::npos) << r.err;
+}
+
+TEST(Cli, BenchStepReportsThroughputBesideMatmulPeak) {
+  const testing::Result r = RunLoom("bench step --config " + kConfig + " --steps 2", false);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out.substr(r.out.rfind("{\"config\"")));
+  for (const char* key : {"samples_per_s", "achieved_gflops", "matmul_gflops", "share_of_matmul_peak"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_GT(j["model_flops_per_step"].get<double>(), 0.0);
 }
 
 TEST(Cli, InfoEndsWithAJsonLine) {

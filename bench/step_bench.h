@@ -1,0 +1,24 @@
+// `loom bench step --config FILE`: training steps per second of the experiment's DiT stage
+// on synthetic batches, the FLOP/s they achieve (model FLOPs counted: forward x 3 for
+// forward + backward), next to this machine's float32 matmul FLOP/s measured in the same
+// run. One process, on the threads `loom` gives it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/status.h"
+
+namespace loom::bench {
+
+struct StepBenchOptions {
+  std::string config;
+  std::vector<std::string> overrides;
+  int steps = 10;
+  int64_t batch = 0;  // per step; 0 = the config's global batch
+};
+
+absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& options);
+
+}  // namespace loom::bench
