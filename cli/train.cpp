@@ -1,5 +1,6 @@
-// `loom train CONFIG [key=value ...]`: loads and checks the experiment config. With
-// --print-config prints the resolved config; with --keys lists every key.
+// `loom train CONFIG [key=value ...]`: checks the experiment config and trains it (see
+// train/trainer.h). With --print-config prints the resolved config; with --keys lists
+// every key.
 #include <cstdio>
 
 #include "cli/command.h"
