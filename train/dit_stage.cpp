@@ -1,10 +1,38 @@
 // DiT stage (see dit_stage.h).
 #include "train/dit_stage.h"
 
+#include <ATen/autocast_mode.h>
+
 #include "core/rng.h"
 #include "data/tokenizer.h"
 
 namespace loom::train {
+
+namespace {
+
+// Autocast for one forward pass, on the device the model lives on.
+class Autocast {
+ public:
+  Autocast(torch::Device device, bool enabled) : type_(device.type()), enabled_(enabled) {
+    if (!enabled_) return;
+    was_ = at::autocast::is_autocast_enabled(type_);
+    at::autocast::set_autocast_enabled(type_, true);
+    at::autocast::set_autocast_dtype(type_, torch::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~Autocast() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(type_, was_);
+  }
+
+ private:
+  c10::DeviceType type_;
+  bool enabled_;
+  bool was_ = false;
+};
+
+}  // namespace
 
 void EmptyCaption(torch::Tensor tokens, torch::Tensor mask) {
   tokens.fill_(data::Tokenizer::kPad);
@@ -27,7 +55,8 @@ diffusion::Denoiser DiTStageImpl::Bind(const torch::Tensor& tokens, const torch:
   };
 }
 
-torch::Tensor DiTStageImpl::Loss(const data::Batch& batch, uint64_t seed, int64_t step, double caption_dropout) {
+torch::Tensor DiTStageImpl::Loss(const data::Batch& batch, uint64_t seed, int64_t step, double caption_dropout,
+                                 bool bf16) {
   TORCH_CHECK(batch.tokens.defined(), "the DiT stage needs token ids (a tokenizer in the loader)");
   const int64_t B = batch.pixels.size(0);
   torch::Tensor tokens = batch.tokens.clone(), mask = batch.mask.clone();
@@ -42,8 +71,9 @@ torch::Tensor DiTStageImpl::Loss(const data::Batch& batch, uint64_t seed, int64_
     if (coin.Uniform() < caption_dropout) EmptyCaption(tokens.narrow(0, i, 1), mask.narrow(0, i, 1));
   }
   const auto device = dit->pos_embed.device();
+  Autocast autocast(device, bf16);
   return diffusion.training_losses(Bind(tokens.to(device), mask.to(device)), batch.pixels.to(device),
-                                   t.to(device), noise.to(device));  // [B]
+                                   t.to(device), noise.to(device)).to(torch::kFloat32);  // [B]
 }
 
 torch::Tensor DiTStageImpl::Sample(const torch::Tensor& tokens, const torch::Tensor& mask, double cfg, int steps,

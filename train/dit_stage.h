@@ -23,8 +23,11 @@ class DiTStageImpl : public torch::nn::Module, public BlockHost {
   DiTStageImpl(const models::DiTConfig& dit, const models::TextEncoderOptions& text, int64_t max_tokens,
                diffusion::GaussianDiffusion diffusion);
 
-  // Per-sample losses [B] of a batch (tokens and mask required).
-  torch::Tensor Loss(const data::Batch& batch, uint64_t seed, int64_t step, double caption_dropout);
+  // Per-sample losses [B] of a batch (tokens and mask required). With `bf16` the forward
+  // runs under autocast (matmuls and attention in bfloat16; weights, gradients and the
+  // loss stay float32).
+  torch::Tensor Loss(const data::Batch& batch, uint64_t seed, int64_t step, double caption_dropout,
+                     bool bf16 = false);
 
   // Images in [-1, 1] for token rows (classifier-free guidance against the empty caption).
   torch::Tensor Sample(const torch::Tensor& tokens, const torch::Tensor& mask, double cfg, int steps,

@@ -60,10 +60,7 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   const torch::Device device = place.device >= 0 ? torch::Device(torch::kCUDA, place.device) : torch::Device(torch::kCPU);
 
   // ---- check everything before anything is written ------------------------------------
-  if (o.train.precision != "fp32") {
-    return absl::UnimplementedError("train.precision " + o.train.precision +
-                                    " is not built yet (bf16 autocast: issue #5); use fp32");
-  }
+
   const int64_t micro = o.data.batch_size / o.train.grad_accum;  // global micro-batch
   if (micro % proc.world != 0) {
     return absl::InvalidArgumentError(
@@ -194,7 +191,8 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       ASSIGN_OR_RETURN(data::Batch batch, loader->Next());
       if (prompts.empty()) prompts = GridPrompts(manifest, batch);
       strategy->SetSync(k == o.train.grad_accum - 1);
-      const torch::Tensor losses = stage->Loss(batch, static_cast<uint64_t>(o.run.seed), step, o.data.caption_dropout);
+      const torch::Tensor losses = stage->Loss(batch, static_cast<uint64_t>(o.run.seed), step, o.data.caption_dropout,
+                                               o.train.precision == "bf16");
       const torch::Tensor loss = losses.mean() / o.train.grad_accum;
       loss.backward();
       loss_sum += loss.item<double>();
