@@ -51,7 +51,7 @@ absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& o) {
   b.ids = torch::arange(batch, torch::kLong);
   const auto step = [&](int64_t i) {
     optimizer.zero_grad();
-    stage->Loss(b, 0, i, e.data.caption_dropout).mean().backward();
+    stage->Loss(b, 0, i, e.data.caption_dropout, e.train.precision == "bf16").mean().backward();
     optimizer.step();
   };
   step(0);  // warm-up
@@ -68,6 +68,7 @@ absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& o) {
   j["config"] = o.config;
   j["batch"] = batch;
   j["threads"] = place.threads;
+  j["precision"] = e.train.precision;
   j["step_ms"] = seconds * 1000;
   j["samples_per_s"] = batch / seconds;
   j["model_flops_per_step"] = flops;

@@ -1,7 +1,7 @@
 // `loom bench step --config FILE`: training steps per second of the experiment's DiT stage
 // on synthetic batches, the FLOP/s they achieve (model FLOPs counted: forward x 3 for
 // forward + backward), next to this machine's float32 matmul FLOP/s measured in the same
-// run. One process, on the threads `loom` gives it.
+// run. One process, on the threads `loom` gives it; train.precision=bf16 measures autocast.
 #pragma once
 
 #include <string>
