@@ -31,21 +31,6 @@ torch::optim::AdamWOptions ToOptions(const AdamWSettings& s) {
       .weight_decay(s.weight_decay);
 }
 
-void SetLr(torch::optim::Optimizer& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) {
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-  }
-}
-
-int64_t OptimizerBytes(torch::optim::Optimizer& optimizer) {
-  int64_t bytes = 0;
-  for (const auto& [key, state] : optimizer.state()) {
-    const auto& s = static_cast<const torch::optim::AdamWParamState&>(*state);
-    bytes += Bytes(s.exp_avg()) + Bytes(s.exp_avg_sq()) + Bytes(s.max_exp_avg_sq());
-  }
-  return bytes;
-}
-
 std::vector<torch::Tensor> TrainableParams(torch::nn::Module& model, std::vector<std::string>* names) {
   std::vector<torch::Tensor> params;
   for (const auto& item : model.named_parameters()) {
@@ -96,7 +81,7 @@ class Ddp : public Strategy {
     MemoryStats m;
     for (const auto& p : params_) m.param_bytes += Bytes(p);
     m.grad_bytes = reducer_.GradBytes();
-    m.optimizer_bytes = OptimizerBytes(const_cast<torch::optim::AdamW&>(optimizer_));
+    m.optimizer_bytes = OptimizerBytes(optimizer_);
     return m;
   }
 
@@ -157,6 +142,9 @@ class Zero : public Strategy {
         p.set_data(flat.narrow(0, e.offset, e.numel).view(p.sizes()));
       }
       const int64_t n = bucket.padded / world;
+      std::vector<FlatEntry> entries;
+      for (const auto& e : bucket.entries) entries.push_back({names_[e.param], e.offset, params_[e.param].sizes().vec()});
+      entries_.push_back(std::move(entries));
       flat_params_.push_back(flat);
       shards_.push_back(flat.narrow(0, rank * n, n).detach().requires_grad_(true));
     }
@@ -180,16 +168,9 @@ class Zero : public Strategy {
   }
 
   absl::StatusOr<double> ClipGradNorm(double max_norm) override {
-    torch::NoGradGuard no_grad;
-    torch::Tensor sum = torch::zeros({1}, torch::kFloat64);
-    for (const auto& s : shards_) sum += s.grad().to(torch::kFloat64).pow(2).sum();
-    RETURN_IF_ERROR(group_.AllReduce(sum, ReduceOp::kSum, Dispatch::kCaller)->Wait());
-    const double norm = std::sqrt(sum.item<double>());
-    if (max_norm > 0 && norm > max_norm) {
-      const double scale = max_norm / (norm + 1e-6);
-      for (auto& s : shards_) s.mutable_grad().mul_(scale);
-    }
-    return norm;
+    std::vector<torch::Tensor> grads;
+    for (const auto& shard : shards_) grads.push_back(shard.grad());
+    return ClipShardedGradNorm(group_, grads, max_norm);
   }
 
   absl::Status Step(double lr) override {
@@ -214,37 +195,17 @@ class Zero : public Strategy {
   absl::StatusOr<OptimizerState> ExportOptimizer() override {
     OptimizerState out;
     for (size_t b = 0; b < shards_.size(); ++b) {
-      const AdamWSlot slot = GetAdamWState(*optimizer_, shards_[b]);
-      if (!slot.exp_avg.defined()) continue;  // the same on every rank: they step together
-      out.step = slot.step;
-      const auto& bucket = layout_.buckets[b];
-      for (const auto& [suffix, shard] : {std::pair{".exp_avg", slot.exp_avg}, {".exp_avg_sq", slot.exp_avg_sq}}) {
-        torch::Tensor full = torch::empty({bucket.padded}, shard.options());
-        RETURN_IF_ERROR(group_.AllGather(full, shard.contiguous(), Dispatch::kCaller)->Wait());
-        for (const auto& e : bucket.entries) {
-          out.tensors.push_back({names_[e.param] + suffix,
-                                 full.narrow(0, e.offset, e.numel).view(params_[e.param].sizes()).clone()});
-        }
-      }
+      RETURN_IF_ERROR(GatherShardState(group_, *optimizer_, shards_[b], layout_.buckets[b].padded, entries_[b],
+                                       &out.tensors, &out.step));
     }
     return out;
   }
 
   absl::Status ImportOptimizer(const std::map<std::string, torch::Tensor>& tensors, int64_t step) override {
     if (step == 0) return absl::OkStatus();
-    const int64_t world = group_.size(), rank = group_.rank();
     for (size_t b = 0; b < shards_.size(); ++b) {
-      const auto& bucket = layout_.buckets[b];
-      torch::Tensor avg = torch::zeros({bucket.padded}, shards_[b].options().requires_grad(false));
-      torch::Tensor sq = torch::zeros_like(avg);
-      for (const auto& e : bucket.entries) {
-        torch::Tensor a, q;
-        RETURN_IF_ERROR(FindState(tensors, names_[e.param], params_[e.param].sizes(), &a, &q));
-        avg.narrow(0, e.offset, e.numel).copy_(a.reshape({-1}));
-        sq.narrow(0, e.offset, e.numel).copy_(q.reshape({-1}));
-      }
-      const int64_t n = bucket.padded / world;
-      SetAdamWState(*optimizer_, shards_[b], {step, avg.narrow(0, rank * n, n), sq.narrow(0, rank * n, n)});
+      RETURN_IF_ERROR(ScatterShardState(group_.rank(), group_.size(), *optimizer_, shards_[b],
+                                        layout_.buckets[b].padded, entries_[b], tensors, step));
     }
     return absl::OkStatus();
   }
@@ -258,6 +219,7 @@ class Zero : public Strategy {
   GradReducer reducer_;
   std::vector<torch::Tensor> flat_params_;
   std::vector<torch::Tensor> shards_;
+  std::vector<std::vector<FlatEntry>> entries_;  // per bucket: each parameter's place
   std::unique_ptr<torch::optim::AdamW> optimizer_;
 };
 

@@ -112,21 +112,13 @@ class Zero3 : public Strategy {
   }
 
   absl::StatusOr<double> ClipGradNorm(double max_norm) override {
-    torch::NoGradGuard no_grad;
-    torch::Tensor sum = torch::zeros({1}, torch::kFloat64);
-    for (const Unit& u : units_) sum += u.shard_grad.to(torch::kFloat64).pow(2).sum();
-    RETURN_IF_ERROR(group_.AllReduce(sum, ReduceOp::kSum, Dispatch::kCaller)->Wait());
-    const double norm = std::sqrt(sum.item<double>());
-    if (max_norm > 0 && norm > max_norm) {
-      for (Unit& u : units_) u.shard_grad.mul_(max_norm / (norm + 1e-6));
-    }
-    return norm;
+    std::vector<torch::Tensor> grads;
+    for (const Unit& u : units_) grads.push_back(u.shard_grad);
+    return ClipShardedGradNorm(group_, grads, max_norm);
   }
 
   absl::Status Step(double lr) override {
-    for (auto& group : optimizer_->param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    }
+    SetLr(*optimizer_, lr);
     optimizer_->step();
     return absl::OkStatus();
   }
@@ -142,45 +134,23 @@ class Zero3 : public Strategy {
       m.param_bytes += Bytes(u.shard) + Bytes(u.full);
       m.grad_bytes += Bytes(u.shard_grad);
     }
-    for (const auto& [key, state] : optimizer_->state()) {
-      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*state);
-      m.optimizer_bytes += Bytes(s.exp_avg()) + Bytes(s.exp_avg_sq());
-    }
+    m.optimizer_bytes = OptimizerBytes(*optimizer_);
     return m;
   }
 
   absl::StatusOr<OptimizerState> ExportOptimizer() override {
     OptimizerState out;
     for (Unit& u : units_) {
-      const AdamWSlot slot = GetAdamWState(*optimizer_, u.shard);
-      if (!slot.exp_avg.defined()) continue;
-      out.step = slot.step;
-      for (const auto& [suffix, shard] : {std::pair{".exp_avg", slot.exp_avg}, {".exp_avg_sq", slot.exp_avg_sq}}) {
-        torch::Tensor full = torch::empty({u.padded}, shard.options());
-        RETURN_IF_ERROR(group_.AllGather(full, shard.contiguous(), Dispatch::kCaller)->Wait());
-        for (size_t i = 0; i < u.params.size(); ++i) {
-          out.tensors.push_back({u.names[i] + suffix,
-                                 full.narrow(0, u.offsets[i], ShapeNumel(u.shapes[i])).view(u.shapes[i]).clone()});
-        }
-      }
+      RETURN_IF_ERROR(GatherShardState(group_, *optimizer_, u.shard, u.padded, Entries(u), &out.tensors, &out.step));
     }
     return out;
   }
 
   absl::Status ImportOptimizer(const std::map<std::string, torch::Tensor>& tensors, int64_t step) override {
     if (step == 0) return absl::OkStatus();
-    const int64_t world = group_.size(), rank = group_.rank();
     for (Unit& u : units_) {
-      torch::Tensor avg = torch::zeros({u.padded}, u.shard_grad.options());
-      torch::Tensor sq = torch::zeros_like(avg);
-      for (size_t i = 0; i < u.params.size(); ++i) {
-        torch::Tensor a, q;
-        RETURN_IF_ERROR(FindState(tensors, u.names[i], u.shapes[i], &a, &q));
-        avg.narrow(0, u.offsets[i], a.numel()).copy_(a.reshape({-1}));
-        sq.narrow(0, u.offsets[i], q.numel()).copy_(q.reshape({-1}));
-      }
-      const int64_t n = u.padded / world;
-      SetAdamWState(*optimizer_, u.shard, {step, avg.narrow(0, rank * n, n), sq.narrow(0, rank * n, n)});
+      RETURN_IF_ERROR(ScatterShardState(group_.rank(), group_.size(), *optimizer_, u.shard, u.padded, Entries(u),
+                                        tensors, step));
     }
     return absl::OkStatus();
   }
@@ -236,6 +206,12 @@ class Zero3 : public Strategy {
   }
 
  private:
+  static std::vector<FlatEntry> Entries(const Unit& u) {
+    std::vector<FlatEntry> entries;
+    for (size_t i = 0; i < u.params.size(); ++i) entries.push_back({u.names[i], u.offsets[i], u.shapes[i]});
+    return entries;
+  }
+
   static int64_t ShapeNumel(const std::vector<int64_t>& shape) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;

@@ -62,8 +62,9 @@ torch::Tensor DiTStageImpl::Loss(const data::Batch& batch, uint64_t seed, int64_
   torch::Tensor tokens = batch.tokens.clone(), mask = batch.mask.clone();
   torch::Tensor t = torch::empty({B}, torch::kLong);
   torch::Tensor noise = torch::empty_like(batch.pixels);
+  const torch::Tensor ids = batch.ids.to(torch::kCPU, torch::kLong).contiguous();
   for (int64_t i = 0; i < B; ++i) {
-    const uint64_t id = static_cast<uint64_t>(batch.ids[i].item<int64_t>());
+    const uint64_t id = static_cast<uint64_t>(ids.data_ptr<int64_t>()[i]);
     at::Generator gen = at::detail::createCPUGenerator(SeedFor(seed, static_cast<uint64_t>(step), id));
     t[i] = torch::randint(0, diffusion.timesteps(), {1}, gen, torch::kLong)[0];
     noise[i].copy_(torch::randn(batch.pixels[i].sizes(), gen));
