@@ -24,6 +24,8 @@ std::vector<Command> AllCommands();
 Command InfoCommand();
 Command TrainCommand();
 Command SampleCommand();
+Command ExportCommand();
+std::vector<Command> EvalCommands();    // cli/eval.cpp: the judge and prompt accuracy
 std::vector<Command> DataCommands();    // cli/data.cpp: inspect, tokenizer
 std::vector<Command> IngestCommands();  // cli/ingest.cpp: dataset makers
 std::vector<Command> BenchCommands();   // cli/bench.cpp: measurements

@@ -58,7 +58,8 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 std::vector<Command> AllCommands() {
-  std::vector<Command> all = {InfoCommand(), TrainCommand(), SampleCommand()};
+  std::vector<Command> all = {InfoCommand(), TrainCommand(), SampleCommand(), ExportCommand()};
+  for (Command& c : EvalCommands()) all.push_back(std::move(c));
   for (Command& c : IngestCommands()) all.push_back(std::move(c));
   for (Command& c : DataCommands()) all.push_back(std::move(c));
   for (Command& c : BenchCommands()) all.push_back(std::move(c));

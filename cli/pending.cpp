@@ -29,10 +29,6 @@ Command Pending(std::string path, std::string usage, std::string summary, int is
 
 std::vector<Command> PendingCommands() {
   return {
-      Pending("export", "RUN_OR_CHECKPOINT --out DIR [--weights ema|raw] [--dtype fp32|bf16|fp16]",
-              "write model.safetensors + config.json for inference", 6),
-      Pending("eval classifier", "--data DIR --out DIR", "train the judge classifier", 6),
-      Pending("eval prompts", "--model DIR --judge DIR", "prompt accuracy and Frechet distance", 6),
       Pending("bench checkpoint", "--config FILE", "checkpoint save and load time", 5),
   };
 }

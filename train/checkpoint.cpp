@@ -9,7 +9,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
-#include <sstream>
 
 #include "core/fs.h"
 #include "core/log.h"
@@ -44,70 +43,7 @@ std::vector<std::pair<int64_t, fs::path>> Complete(const fs::path& root) {
   return out;
 }
 
-absl::StatusOr<torch::ScalarType> DtypeOf(const std::string& name) {
-  static const std::map<std::string, torch::ScalarType> types = {
-      {"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16}, {"F64", torch::kFloat64},
-      {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"U8", torch::kUInt8},      {"BOOL", torch::kBool}};
-  const auto it = types.find(name);
-  if (it == types.end()) return absl::InvalidArgumentError("unsupported dtype '" + name + "'");
-  return it->second;
-}
-
 }  // namespace
-
-absl::StatusOr<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(path + ": cannot open");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string bytes = buffer.str();
-  const auto bad = [&](const std::string& why) { return absl::DataLossError(path + ": " + why); };
-  if (bytes.size() < 8) return bad("shorter than a safetensors header");
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
-  if (n > bytes.size() - 8) return bad("header length " + std::to_string(n) + " runs past the end of the file");
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.substr(8, n));
-  } catch (const nlohmann::json::exception& e) {
-    return bad(std::string("header is not JSON: ") + e.what());
-  }
-  if (!header.is_object()) return bad("header is not a JSON object");
-  const uint64_t data_size = bytes.size() - 8 - n;
-  std::map<std::string, torch::Tensor> out;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") continue;
-    try {
-      ASSIGN_OR_RETURN(torch::ScalarType dtype, DtypeOf(entry.at("dtype").get<std::string>()));
-      const auto shape = entry.at("shape").get<std::vector<int64_t>>();
-      const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
-      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size) {
-        return bad("tensor '" + name + "' has data offsets outside the file");
-      }
-      uint64_t numel = 1;
-      for (int64_t d : shape) {
-        if (d < 0 || (d > 0 && numel > (uint64_t{1} << 62) / static_cast<uint64_t>(d))) return bad("tensor '" + name + "' has a bad shape");
-        numel *= static_cast<uint64_t>(d);
-      }
-      if (numel * c10::elementSize(dtype) != offsets[1] - offsets[0]) {
-        return bad("tensor '" + name + "' has " + std::to_string(offsets[1] - offsets[0]) +
-                   " bytes, its shape needs " + std::to_string(numel * c10::elementSize(dtype)));
-      }
-      ranges.push_back({offsets[0], offsets[1]});
-      torch::Tensor t = torch::empty(shape, dtype);
-      std::memcpy(t.data_ptr(), bytes.data() + 8 + n + offsets[0], offsets[1] - offsets[0]);
-      out[name] = t;
-    } catch (const nlohmann::json::exception& e) {
-      return bad("tensor '" + name + "': " + e.what());
-    }
-  }
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i) {
-    if (ranges[i].first < ranges[i - 1].second) return bad("tensor data ranges overlap");
-  }
-  return out;
-}
 
 absl::Status SaveCheckpoint(const std::string& run_dir, const CheckpointContents& c, int keep) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
@@ -148,10 +84,24 @@ absl::Status SaveCheckpoint(const std::string& run_dir, const CheckpointContents
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::string& run_dir) {
+std::optional<std::string> LatestCheckpointDir(const std::string& run_dir) {
   const auto complete = Complete(fs::path(run_dir) / "checkpoints");
-  if (complete.empty()) return std::optional<LoadedCheckpoint>();
-  const fs::path dir = complete.back().second;
+  if (complete.empty()) return std::nullopt;
+  return complete.back().second.string();
+}
+
+absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::string& run_dir) {
+  const std::optional<std::string> dir = LatestCheckpointDir(run_dir);
+  if (!dir) return std::optional<LoadedCheckpoint>();
+  ASSIGN_OR_RETURN(LoadedCheckpoint ck, LoadCheckpoint(*dir));
+  return std::optional<LoadedCheckpoint>(std::move(ck));
+}
+
+absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
+  const fs::path dir(path);
+  if (!fs::exists(dir / "state.json")) {
+    return absl::NotFoundError(path + " is not a complete checkpoint (no state.json)");
+  }
   LoadedCheckpoint ck;
   ck.dir = dir.string();
   std::ifstream in(dir / "state.json");
@@ -173,7 +123,7 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::
     ASSIGN_OR_RETURN(ck.ema, ReadSafetensors((dir / "ema.safetensors").string()));
   }
   ASSIGN_OR_RETURN(ck.optimizer, ReadSafetensors((dir / "optimizer.safetensors").string()));
-  return std::optional<LoadedCheckpoint>(std::move(ck));
+  return ck;
 }
 
 }  // namespace loom::train

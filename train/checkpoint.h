@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "core/status.h"
 #include "data/sample_plan.h"
-#include "train/safetensors.h"
+#include "core/safetensors.h"
 
 namespace loom::train {
 
@@ -44,10 +44,13 @@ struct LoadedCheckpoint {
   std::map<std::string, torch::Tensor> model, ema, optimizer;
 };
 
+// The directory of the newest complete checkpoint of a run, if any.
+std::optional<std::string> LatestCheckpointDir(const std::string& run_dir);
+
 // The newest complete checkpoint of a run, or nullopt when it has none.
 absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::string& run_dir);
 
-// Reads every tensor of a safetensors file, validating header and offsets.
-absl::StatusOr<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path);
+// One checkpoint directory (runs/NAME/checkpoints/step-NNNNNNN).
+absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& dir);
 
 }  // namespace loom::train

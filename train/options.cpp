@@ -54,6 +54,17 @@ void TrainOptions::Describe(config::Fields<TrainOptions>& f) {
       .Rule(config::OneOf({"stop", "skip"}));
 }
 
+void EvalOptions::Describe(config::Fields<EvalOptions>& f) {
+  using O = EvalOptions;
+  f.Add("every", &O::every, "steps between judged evaluations (prompt accuracy, Frechet distance); 0 = never")
+      .Rule(config::AtLeast(0));
+  f.Add("judge", &O::judge, "judge directory made by 'loom eval classifier' (needed when every > 0)");
+  f.Add("per_class", &O::per_class, "samples per class and template").Rule(config::Positive());
+  f.Add("steps", &O::steps, "DDIM steps of the evaluation samples").Rule(config::Positive());
+  f.Add("cfg", &O::cfg, "guidance scale of the evaluation samples").Rule(config::AtLeast(0));
+  f.Add("templates", &O::templates, "prompt templates ({class}, {a_class}); empty: the defaults");
+}
+
 void ExperimentOptions::Describe(config::Fields<ExperimentOptions>& f) {
   using O = ExperimentOptions;
   f.Add("run", &O::run, "run identity and outputs");
@@ -62,6 +73,7 @@ void ExperimentOptions::Describe(config::Fields<ExperimentOptions>& f) {
   f.Add("diffusion", &O::diffusion, "diffusion process and objective");
   f.Add("optim", &O::optim, "optimizer and learning-rate schedule");
   f.Add("train", &O::train, "training loop");
+  f.Add("eval", &O::eval, "judged evaluation during training");
   f.Add("dist", &O::dist, "distribution strategy");
   f.Check([](const O& o) -> std::string {
     if (o.data.image_size % o.model.patch != 0) {
@@ -71,6 +83,10 @@ void ExperimentOptions::Describe(config::Fields<ExperimentOptions>& f) {
     if (o.data.batch_size % o.train.grad_accum != 0) {
       return "data.batch_size " + std::to_string(o.data.batch_size) +
              " must be divisible by train.grad_accum " + std::to_string(o.train.grad_accum);
+    }
+    if (o.eval.every > 0 && o.eval.judge.empty()) {
+      return "eval.every is " + std::to_string(o.eval.every) +
+             " but eval.judge is empty; name a judge made by 'loom eval classifier' or set eval.every: 0";
     }
     return "";
   });

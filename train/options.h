@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/config/schema.h"
 #include "data/options.h"
@@ -49,6 +50,18 @@ struct TrainOptions {
   static void Describe(config::Fields<TrainOptions>& f);
 };
 
+// Judged evaluation during training (train/prompt_eval.h), on rank 0.
+struct EvalOptions {
+  int64_t every = 0;        // steps between evaluations; 0 = never
+  std::string judge = "";   // judge directory made by `loom eval classifier`
+  int64_t per_class = 10;
+  int steps = 25;
+  double cfg = 4.0;
+  std::vector<std::string> templates;  // empty: the default templates
+
+  static void Describe(config::Fields<EvalOptions>& f);
+};
+
 struct ExperimentOptions {
   RunOptions run;
   data::DataOptions data;
@@ -56,6 +69,7 @@ struct ExperimentOptions {
   diffusion::DiffusionOptions diffusion;
   OptimOptions optim;
   TrainOptions train;
+  EvalOptions eval;
   dist::DistOptions dist;
 
   static void Describe(config::Fields<ExperimentOptions>& f);

@@ -1,4 +1,4 @@
-// The learning-rate schedule and EMA of the weights.
+// The optimizer settings, learning-rate schedule and EMA of the weights.
 #pragma once
 
 #include <torch/torch.h>
@@ -9,9 +9,21 @@
 #include <string>
 #include <vector>
 
+#include "dist/strategy.h"
 #include "train/options.h"
 
 namespace loom::train {
+
+// The AdamW settings of the `optim:` section (the LR is set per step).
+inline dist::AdamWSettings AdamWSettingsOf(const OptimOptions& o) {
+  dist::AdamWSettings adamw;
+  adamw.lr = o.lr;
+  adamw.beta1 = o.betas[0];
+  adamw.beta2 = o.betas[1];
+  adamw.eps = o.eps;
+  adamw.weight_decay = o.weight_decay;
+  return adamw;
+}
 
 // Linear warmup from 0 to optim.lr over optim.warmup steps, then constant or a cosine
 // decay to min_lr_ratio * lr at `total` steps. `step` counts from 0.

@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <nlohmann/json.hpp>
 
@@ -22,7 +24,8 @@
 #include "dist/strategy.h"
 #include "train/checkpoint.h"
 #include "train/dit_stage.h"
-#include "train/safetensors.h"
+#include "train/prompt_eval.h"
+#include "core/safetensors.h"
 #include "train/sample_grid.h"
 #include "train/schedule.h"
 
@@ -50,6 +53,17 @@ std::vector<std::string> GridPrompts(const data::Manifest& m, const data::Batch&
   }
   for (size_t i = 0; prompts.empty() && i < first.captions.size() && i < 8; ++i) prompts.push_back(first.captions[i]);
   return prompts;
+}
+
+// Fault injection for tests: LOOM_FAULT_NAN_LOSS=STEP:RANK makes that rank's loss (and so
+// its gradients) NaN at that step (counted from 1, as in the progress lines), as a
+// diverging run would.
+bool InjectNan(int64_t step, int rank) {
+  static const char* env = std::getenv("LOOM_FAULT_NAN_LOSS");
+  if (env == nullptr) return false;
+  long long s = -1;
+  int r = -1;
+  return std::sscanf(env, "%lld:%d", &s, &r) == 2 && s == step && r == rank;
 }
 
 }  // namespace
@@ -82,6 +96,11 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
                                       "; raise model.text.vocab");
   }
   ASSIGN_OR_RETURN(models::DiTConfig dit_config, models::ResolveDiT(o.model, o.data.image_size, manifest.spec.channels));
+  std::optional<eval::Judge> judge;
+  if (o.eval.every > 0) {
+    ASSIGN_OR_RETURN(judge, eval::Judge::Load(o.eval.judge));
+    RETURN_IF_ERROR(CheckJudgeFits(*judge, dit_config.image_size, dit_config.channels, o.data.fit));
+  }
   ASSIGN_OR_RETURN(diffusion::GaussianDiffusion diffusion, diffusion::GaussianDiffusion::Create(o.diffusion));
   const fs::path run_dir = fs::path(o.run.dir) / o.run.name;
   std::optional<LoadedCheckpoint> resume;
@@ -145,13 +164,7 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   }
   stage->to(device);
   ASSIGN_OR_RETURN(auto group, dist::CreateProcessGroup({o.dist.backend, o.dist.timeout_s}, device));
-  dist::AdamWSettings adamw;
-  adamw.lr = o.optim.lr;
-  adamw.beta1 = o.optim.betas[0];
-  adamw.beta2 = o.optim.betas[1];
-  adamw.eps = o.optim.eps;
-  adamw.weight_decay = o.optim.weight_decay;
-  ASSIGN_OR_RETURN(auto strategy, dist::ApplyStrategy(stage.ptr(), *group, o.dist, adamw));
+  ASSIGN_OR_RETURN(auto strategy, dist::ApplyStrategy(stage.ptr(), *group, o.dist, AdamWSettingsOf(o.optim)));
   RETURN_IF_ERROR(strategy->GatherFullParameters());
   std::unique_ptr<Ema> ema = o.train.ema > 0 ? std::make_unique<Ema>(*stage, o.train.ema) : nullptr;
   if (resume) {
@@ -183,6 +196,24 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   auto window = Clock::now();
   int64_t window_samples = 0;
   std::vector<std::string> prompts;
+  constexpr int kMaxSkippedInARow = 10;
+  int skipped_in_a_row = 0;
+  int64_t skipped_steps = 0;
+  // A copy of the model holding the EMA weights, for samples and evaluation (training
+  // is not disturbed).
+  const auto averaged = [&]() {
+    DiTStage copy(dit_config, o.model.text, o.data.max_tokens, diffusion);
+    copy->to(device);
+    {
+      torch::NoGradGuard no_grad;
+      const auto src = stage->parameters();
+      const auto dst = copy->parameters();
+      for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+    }
+    if (ema) ema->CopyTo(*copy);
+    copy->eval();
+    return copy;
+  };
   for (int64_t step = start_step; step < o.train.steps; ++step) {
     group->SetStep(step);
     strategy->ZeroGrad();
@@ -193,29 +224,50 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       strategy->SetSync(k == o.train.grad_accum - 1);
       const torch::Tensor losses = stage->Loss(batch, static_cast<uint64_t>(o.run.seed), step, o.data.caption_dropout,
                                                o.train.precision == "bf16");
-      const torch::Tensor loss = losses.mean() / o.train.grad_accum;
+      torch::Tensor loss = losses.mean() / o.train.grad_accum;
+      if (InjectNan(step + 1, proc.rank)) loss = loss * std::numeric_limits<double>::quiet_NaN();
       loss.backward();
       loss_sum += loss.item<double>();
     }
     RETURN_IF_ERROR(strategy->FinishBackward());
-    // The loss every rank saw, averaged: the same number on every rank.
-    torch::Tensor global = torch::tensor({loss_sum}, torch::kFloat64);
-    RETURN_IF_ERROR(group->AllReduce(global, dist::ReduceOp::kAverage, dist::Dispatch::kCaller)->Wait());
-    const double step_loss = global.item<double>();
-    if (!std::isfinite(step_loss)) {
-      if (o.train.on_nan == "skip") {
-        log::Warning() << "step " << step << ": non-finite loss, step skipped (train.on_nan = skip)";
-        continue;
-      }
-      return absl::FailedPreconditionError("step " + std::to_string(step) + ": the loss is " +
-                                           std::to_string(step_loss) + " on rank " + std::to_string(proc.rank) +
-                                           "; lower optim.lr or set train.on_nan: skip");
+    // The loss averaged over ranks (the same number on every rank), and which ranks saw a
+    // non-finite loss, in one collective.
+    torch::Tensor global = torch::zeros({1 + proc.world}, torch::kFloat64);
+    global[0] = loss_sum / proc.world;
+    global[1 + proc.rank] = std::isfinite(loss_sum) ? 0.0 : 1.0;
+    RETURN_IF_ERROR(group->AllReduce(global, dist::ReduceOp::kSum, dist::Dispatch::kCaller)->Wait());
+    const double step_loss = global[0].item<double>();
+    int bad_rank = -1;
+    for (int r = 0; r < proc.world && bad_rank < 0; ++r) {
+      if (global[1 + r].item<double>() != 0) bad_rank = r;
     }
-    ASSIGN_OR_RETURN(const double grad_norm, strategy->ClipGradNorm(o.optim.clip_grad));
+    double grad_norm = std::numeric_limits<double>::quiet_NaN();
+    if (bad_rank < 0) {
+      ASSIGN_OR_RETURN(grad_norm, strategy->ClipGradNorm(o.optim.clip_grad));
+    }
     const double lr = LearningRate(o.optim, step, o.train.steps);
-    RETURN_IF_ERROR(strategy->Step(lr));
-    RETURN_IF_ERROR(strategy->GatherFullParameters());
-    if (ema) ema->Update(*stage);
+    if (bad_rank >= 0 || !std::isfinite(grad_norm)) {
+      const std::string what = bad_rank >= 0 ? "the loss is not finite on rank " + std::to_string(bad_rank)
+                                             : "the gradient norm is not finite";
+      if (o.train.on_nan == "stop") {
+        return absl::FailedPreconditionError("step " + std::to_string(step + 1) + ": " + what +
+                                             "; lower optim.lr, or set train.on_nan: skip to skip such steps");
+      }
+      ++skipped_in_a_row;
+      ++skipped_steps;
+      log::Warning() << "step " << step + 1 << ": " << what << "; step skipped (train.on_nan = skip)";
+      if (skipped_in_a_row > kMaxSkippedInARow) {
+        return absl::FailedPreconditionError("step " + std::to_string(step + 1) + ": " +
+                                             std::to_string(skipped_in_a_row) +
+                                             " steps in a row had non-finite losses; the run has diverged "
+                                             "(lower optim.lr and resume from an earlier checkpoint)");
+      }
+    } else {
+      skipped_in_a_row = 0;
+      RETURN_IF_ERROR(strategy->Step(lr));
+      RETURN_IF_ERROR(strategy->GatherFullParameters());
+      if (ema) ema->Update(*stage);
+    }
     window_samples += o.data.batch_size;
 
     const bool last = step + 1 == o.train.steps;
@@ -231,7 +283,8 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       log::Info() << line;
       if (metrics.is_open()) {
         metrics << nlohmann::json({{"step", step + 1}, {"loss", step_loss}, {"lr", lr}, {"grad_norm", grad_norm},
-                                   {"samples_per_s", rate}, {"elapsed_s", elapsed}})
+                                   {"samples_per_s", rate}, {"elapsed_s", elapsed},
+                                   {"skipped_steps", skipped_steps}})
                        .dump()
                 << "\n";
         metrics.flush();
@@ -261,17 +314,7 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       }
     }
     if (proc.rank == 0 && o.train.sample_every > 0 && ((step + 1) % o.train.sample_every == 0 || last)) {
-      // Sampled from a copy holding the EMA weights, so training is not disturbed.
-      DiTStage copy(dit_config, o.model.text, o.data.max_tokens, diffusion);
-      copy->to(device);
-      {
-        torch::NoGradGuard no_grad;
-        const auto src = stage->parameters();
-        const auto dst = copy->parameters();
-        for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-      }
-      if (ema) ema->CopyTo(*copy);
-      copy->eval();
+      DiTStage copy = averaged();
       const int per_prompt = 4;
       const int64_t n = static_cast<int64_t>(prompts.size()) * per_prompt;
       torch::Tensor tokens = torch::empty({n, o.data.max_tokens}, torch::kLong);
@@ -286,6 +329,28 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       RETURN_IF_ERROR(WriteGrid((run_dir / "samples" / name).string(), images, static_cast<int>(prompts.size())));
       log::Info() << "samples: " << (run_dir / "samples" / name).string() << " (columns: "
                   << prompts.front() << (prompts.size() > 1 ? ", ..." : "") << ")";
+    }
+    if (proc.rank == 0 && judge && ((step + 1) % o.eval.every == 0 || last)) {
+      // On rank 0 alone: the other ranks wait in the next step's first collective.
+      DiTStage copy = averaged();
+      PromptEvalOptions eo;
+      eo.per_class = o.eval.per_class;
+      eo.steps = o.eval.steps;
+      eo.cfg = o.eval.cfg;
+      eo.seed = static_cast<uint64_t>(o.run.seed);
+      eo.templates = o.eval.templates;
+      ASSIGN_OR_RETURN(PromptEvalResult r, EvaluatePrompts(*copy, *tokenizer, o.data.max_tokens, *judge, eo));
+      char line[256];
+      std::snprintf(line, sizeof(line), "eval step %lld: prompt accuracy %.3f  Frechet %.3f (floor %.3f)  %.0f s",
+                    static_cast<long long>(step + 1), r.prompt_accuracy, r.frechet, r.frechet_floor, r.seconds);
+      log::Info() << line;
+      if (metrics.is_open()) {
+        nlohmann::ordered_json row = {{"step", step + 1}, {"loss", step_loss}};
+        const nlohmann::ordered_json result = r.ToJson();
+        for (const auto& item : result.items()) row[item.key()] = item.value();
+        metrics << row.dump() << "\n";
+        metrics.flush();
+      }
     }
   }
 

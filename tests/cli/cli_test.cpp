@@ -63,14 +63,20 @@ TEST(Cli, MalformedAndMistypedFilesNameFileAndLine) {
 }
 
 TEST(Cli, PendingCommandsSaySoAndExitTwo) {
-  ExpectBadInput("export x --out y", "not built yet");
-  ExpectBadInput("sample --model /nonexistent --prompt y --out z.png", "not a run directory");
   ExpectBadInput("bench checkpoint", "not built yet");
+}
+
+TEST(Cli, ModelCommandsNameAMissingModel) {
+  ExpectBadInput("sample --model /nonexistent --prompt y --out z.png", "/nonexistent: no such directory");
+  ExpectBadInput("export /nonexistent --out y", "/nonexistent: no such directory");
+  ExpectBadInput("export /nonexistent --out y --dtype fp8", "--dtype must be fp32, bf16 or fp16");
+  ExpectBadInput("eval prompts --model /nonexistent --judge /nowhere", "/nowhere is not a judge");
+  ExpectBadInput("eval classifier --data /nonexistent --out y", "/nonexistent/train");
 }
 
 TEST(Cli, HelpEverywhere) {
   for (const std::string args : {"--help", "info --help", "train --help", "data --help",
-                                 "data shapes --help", "eval --help", "bench comm --help", "bench step --help", "bench checkpoint --help"}) {
+                                 "data shapes --help", "eval --help", "eval prompts --help", "export --help", "bench comm --help", "bench step --help", "bench checkpoint --help"}) {
     const testing::Result r = RunLoom(args);
     EXPECT_EQ(r.code, 0) << args << "\n" << r.err;
     EXPECT_NE(r.out.find("usage: loom"), std::string::npos) << args << "\n" << r.out;

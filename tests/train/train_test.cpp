@@ -169,6 +169,44 @@ TEST_F(TrainTest, BadInputFailsBeforeWritingAnything) {
   EXPECT_NE(r.err.find("holds another model"), std::string::npos) << r.err;
 }
 
+TEST_F(TrainTest, ANonFiniteLossStopsNamingStepAndRankAndKeepsTheCheckpoints) {
+  const std::string runs = dir_.str() + "/nan", data = data_->str() + "/fm/train";
+  // Rank 1's loss turns NaN at step 5: the job ends, naming both; the step-3 checkpoint
+  // survives and the run resumes from it (without the fault) to the end.
+  const testing::Result r = testing::Run("LOOM_FAULT_NAN_LOSS=5:1 " + std::string(LOOM_MPIRUN) + " -np 2 " + kLoom +
+                                         " train " + kConfig + " data.train=" + data + " run.dir=" + runs +
+                                         " run.name=stop train.steps=9 train.log_every=1 train.sample_every=0"
+                                         " train.checkpoint_every=3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("step 5: the loss is not finite on rank 1"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(runs + "/stop/checkpoints/step-0000003/state.json"));
+  EXPECT_FALSE(fs::exists(runs + "/stop/model.safetensors"));
+  ASSERT_EQ(RunTiny(runs, "stop", 2, 9, "", data), 0);
+  ASSERT_EQ(RunTiny(runs, "straight", 2, 9, "", data), 0);
+  EXPECT_TRUE(testing::ReadAll(runs + "/stop/model.safetensors") == testing::ReadAll(runs + "/straight/model.safetensors"))
+      << "the run resumed after the stop differs from a straight one";
+}
+
+TEST_F(TrainTest, ANonFiniteLossIsSkippedWhenConfigured) {
+  const std::string runs = dir_.str() + "/nanskip", data = data_->str() + "/fm/train";
+  ASSERT_EQ(RunTiny(runs, "skip", 2, 9, "train.on_nan=skip", data, "LOOM_FAULT_NAN_LOSS=5:0 "), 0);
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(runs + "/skip/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 9u);
+  EXPECT_TRUE(rows[4]["loss"].is_null()) << rows[4];  // NaN is written as null
+  EXPECT_EQ(rows[3]["skipped_steps"], 0);
+  EXPECT_EQ(rows[8]["skipped_steps"], 1);
+  EXPECT_TRUE(rows[8]["loss"].is_number()) << rows[8];
+  // Had the step's NaN gradients been applied, every weight would be NaN now.
+  const std::string py = LOOM_PYTHON;
+  if (py.empty()) return;
+  const testing::Result r = testing::Run(py + " -c \"from safetensors.torch import load_file; import torch; d = load_file('" +
+                                         runs + "/skip/model.safetensors'); print(all(bool(torch.isfinite(t).all()) for t in d.values()))\"");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("True"), std::string::npos) << r.out;
+}
+
 TEST_F(TrainTest, SampleIsReproducibleBySeed) {
   TrainTiny(1, "train.steps=3");
   const std::string run = dir_.str() + "/runs1/tiny", out = dir_.str() + "/s";

@@ -1,15 +1,20 @@
-// safetensors writer (see safetensors.h).
-#include "train/safetensors.h"
+// safetensors files of torch tensors (see safetensors.h).
+#include "core/safetensors.h"
 
 #include <nlohmann/json.hpp>
 #include <algorithm>
+#include <cstring>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "absl/status/statusor.h"
 
 #include "core/fs.h"
+#include "core/safetensors_header.h"
+#include "core/status.h"
 
-namespace loom::train {
+namespace loom {
 namespace {
 
 absl::StatusOr<std::string> DtypeName(torch::ScalarType t) {
@@ -24,6 +29,16 @@ absl::StatusOr<std::string> DtypeName(torch::ScalarType t) {
     case torch::kBool: return std::string("BOOL");
     default: return absl::InvalidArgumentError(std::string("no safetensors dtype for ") + c10::toString(t));
   }
+}
+
+absl::StatusOr<torch::ScalarType> DtypeOf(const std::string& name) {
+  static const std::map<std::string, torch::ScalarType> types = {
+      {"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16}, {"F64", torch::kFloat64},
+      {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"I16", torch::kInt16},     {"I8", torch::kInt8},
+      {"U8", torch::kUInt8},    {"BOOL", torch::kBool}};
+  const auto it = types.find(name);
+  if (it == types.end()) return absl::InvalidArgumentError("unsupported dtype '" + name + "'");
+  return it->second;
 }
 
 }  // namespace
@@ -69,4 +84,23 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
   return WriteFileAtomic(path, out);
 }
 
-}  // namespace loom::train
+absl::StatusOr<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(path + ": cannot open");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string bytes = buffer.str();
+  // After this every entry's shape, dtype and offsets agree with each other and the file.
+  ASSIGN_OR_RETURN(const SafetensorsIndex index, ParseSafetensors(bytes, path));
+  std::map<std::string, torch::Tensor> out;
+  for (const SafetensorsEntry& e : index.entries) {
+    absl::StatusOr<torch::ScalarType> dtype = DtypeOf(e.dtype);
+    if (!dtype.ok()) return absl::InvalidArgumentError(path + ": tensor '" + e.name + "': " + MessageOf(dtype.status()));
+    torch::Tensor t = torch::empty(e.shape, *dtype);
+    if (e.end > e.begin) std::memcpy(t.data_ptr(), bytes.data() + index.data_start + e.begin, e.end - e.begin);
+    out[e.name] = std::move(t);
+  }
+  return out;
+}
+
+}  // namespace loom
