@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job, from a fresh machine: set-up and build, the stack report, Fashion-MNIST
 # shards (checked and tokenized), loader and collective benchmarks on two ranks, then a
-# shortened run of the reference experiment on two ranks (about 12 minutes here) and
-# its sample grid, runs/quickstart/samples.png.
+# shortened run of the reference experiment on two ranks (about 12 minutes here), its
+# sample grid runs/quickstart/samples.png, and its prompt accuracy as the judge sees it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -40,3 +40,10 @@ launch/mpirun.sh -np 2 build/loom train configs/fashion/dit.yaml run.name=quicks
 last=$(ls runs/quickstart/samples/step-*.png | sort | tail -1)
 cp "$last" runs/quickstart/samples.png
 echo "quickstart: samples of all ten classes (one column each) in runs/quickstart/samples.png"
+
+echo "== the judge: a classifier of the real images (trained once, about 3 minutes here)"
+if [[ ! -f runs/judge/judge.json ]]; then
+  build/loom eval classifier --data "$DATA" --out runs/judge
+fi
+echo "== prompt accuracy of the quickstart model (training wordings and unseen ones)"
+build/loom eval prompts --model runs/quickstart --judge runs/judge --per-class 10 --steps 25

@@ -59,12 +59,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 if ! "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null; then
   log "installing torch==$TORCH_VERSION into $VENV (one-time download)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" numpy safetensors
+  "$VENV/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" numpy safetensors pyyaml
 else
   log "torch $TORCH_VERSION present in $VENV"
 fi
-if ! "$VENV/bin/python" -c "import numpy, safetensors" 2>/dev/null; then
-  "$VENV/bin/pip" install -q --disable-pip-version-check numpy safetensors
+if ! "$VENV/bin/python" -c "import numpy, safetensors, yaml" 2>/dev/null; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check numpy safetensors pyyaml
 fi
 TORCH_PREFIX="$("$VENV/bin/python" -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 
