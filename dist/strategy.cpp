@@ -41,32 +41,51 @@ std::vector<torch::Tensor> TrainableParams(torch::nn::Module& model, std::vector
   return params;
 }
 
-// Replicated parameters and optimizer state; gradients all-reduced during backward.
+// Replicated parameters and optimizer state; gradients all-reduced during backward. With
+// one process there is nothing to reduce: no buckets, autograd's own .grad tensors.
 class Ddp : public Strategy {
  public:
   Ddp(std::vector<torch::Tensor> params, std::vector<std::string> names, ProcessGroup& group,
       const DistOptions& options, const AdamWSettings& adamw)
-      : params_(params),
-        names_(names),
-        reducer_(params, std::move(names), BucketLayout::Make(params, options.bucket_mb, 1),
-                 group, GradReducer::Mode::kAllReduce, options.overlap),
-        optimizer_(params, ToOptions(adamw)) {}
+      : params_(params), names_(names), optimizer_(params, ToOptions(adamw)) {
+    if (group.size() > 1) {
+      reducer_ = std::make_unique<GradReducer>(params, std::move(names),
+                                               BucketLayout::Make(params, options.bucket_mb, 1), group,
+                                               GradReducer::Mode::kAllReduce, options.overlap);
+    }
+  }
 
   std::string name() const override { return "ddp"; }
-  void ZeroGrad() override { reducer_.ZeroGrad(); }
-  void SetSync(bool sync) override { reducer_.SetSync(sync); }
-  absl::Status FinishBackward() override { return reducer_.Finish(); }
+  void ZeroGrad() override {
+    if (reducer_) return reducer_->ZeroGrad();
+    for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();  // autograd hands over its buffers
+  }
+  void SetSync(bool sync) override {
+    if (reducer_) reducer_->SetSync(sync);
+  }
+  absl::Status FinishBackward() override {
+    if (reducer_) return reducer_->Finish();
+    // As the reducer does: a parameter without a gradient gets zeros, so AdamW treats it alike.
+    for (torch::Tensor& p : params_) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    }
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<double> ClipGradNorm(double max_norm) override {
     torch::NoGradGuard no_grad;
-    double sum = 0;
-    for (size_t b = 0; b < reducer_.layout().buckets.size(); ++b) {
-      sum += reducer_.bucket_grad(b).pow(2).sum().item<double>();
+    std::vector<torch::Tensor> grads;
+    if (reducer_) {
+      for (size_t b = 0; b < reducer_->layout().buckets.size(); ++b) grads.push_back(reducer_->bucket_grad(b));
+    } else {
+      for (const torch::Tensor& p : params_) grads.push_back(p.grad());
     }
+    double sum = 0;
+    for (const torch::Tensor& g : grads) sum += g.pow(2).sum().item<double>();
     const double norm = std::sqrt(sum);
     if (max_norm > 0 && norm > max_norm) {
       const double scale = max_norm / (norm + 1e-6);
-      for (size_t b = 0; b < reducer_.layout().buckets.size(); ++b) reducer_.bucket_grad(b).mul_(scale);
+      for (torch::Tensor& g : grads) g.mul_(scale);
     }
     return norm;
   }
@@ -80,7 +99,11 @@ class Ddp : public Strategy {
   MemoryStats Memory() const override {
     MemoryStats m;
     for (const auto& p : params_) m.param_bytes += Bytes(p);
-    m.grad_bytes = reducer_.GradBytes();
+    if (reducer_) {
+      m.grad_bytes = reducer_->GradBytes();
+    } else {
+      for (const auto& p : params_) m.grad_bytes += p.grad().defined() ? Bytes(p.grad()) : Bytes(p);
+    }
     m.optimizer_bytes = OptimizerBytes(optimizer_);
     return m;
   }
@@ -111,8 +134,8 @@ class Ddp : public Strategy {
  private:
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
-  GradReducer reducer_;
   torch::optim::AdamW optimizer_;
+  std::unique_ptr<GradReducer> reducer_;  // null with one process
 };
 
 // ZeRO-1 and -2: the parameters become views of flat per-bucket buffers; rank r owns

@@ -16,6 +16,7 @@
 #include "core/fs.h"
 #include "core/image_io.h"
 #include "core/log.h"
+#include "core/safetensors.h"
 #include "data/manifest.h"
 #include "data/tokenizer.h"
 #include "dist/placement.h"
@@ -25,7 +26,6 @@
 #include "train/checkpoint.h"
 #include "train/dit_stage.h"
 #include "train/prompt_eval.h"
-#include "core/safetensors.h"
 #include "train/sample_grid.h"
 #include "train/schedule.h"
 

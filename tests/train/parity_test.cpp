@@ -26,6 +26,9 @@ struct Objective {
   std::string schedule, prediction, loss_weight;
 };
 
+// Test listings show the objective, not its bytes.
+void PrintTo(const Objective& o, std::ostream* os) { *os << o.schedule << "/" << o.prediction << "/" << o.loss_weight; }
+
 // A stage small enough for a CPU test that still has every kind of layer: 2 DiT blocks,
 // 1 text block, padded captions.
 ExperimentOptions TinyOptions(const Objective& objective) {
