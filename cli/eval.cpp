@@ -64,7 +64,7 @@ absl::Status RunPrompts(const std::string& name, const std::vector<std::string>&
   args.Flag("seed", &seed, "noise seed");
   args.Flag("batch", &o.batch, "images sampled at once");
   args.Flag("template", &o.templates,
-            "prompt template, repeatable; {class} = class name, {a_class} = with a/an (default: two "
+            "prompt template; {class} = class name, {a_class} = with a/an (default: two "
             "training wordings and two unseen ones)");
   ASSIGN_OR_RETURN(bool run, args.Parse(argv));
   if (!run) return absl::OkStatus();
