@@ -97,7 +97,7 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::
   return std::optional<LoadedCheckpoint>(std::move(ck));
 }
 
-absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
+absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path, bool with_optimizer) {
   const fs::path dir(path);
   if (!fs::exists(dir / "state.json")) {
     return absl::NotFoundError(path + " is not a complete checkpoint (no state.json)");
@@ -122,7 +122,9 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
   if (fs::exists(dir / "ema.safetensors")) {
     ASSIGN_OR_RETURN(ck.ema, ReadSafetensors((dir / "ema.safetensors").string()));
   }
-  ASSIGN_OR_RETURN(ck.optimizer, ReadSafetensors((dir / "optimizer.safetensors").string()));
+  if (with_optimizer) {
+    ASSIGN_OR_RETURN(ck.optimizer, ReadSafetensors((dir / "optimizer.safetensors").string()));
+  }
   return ck;
 }
 

@@ -50,7 +50,8 @@ std::optional<std::string> LatestCheckpointDir(const std::string& run_dir);
 // The newest complete checkpoint of a run, or nullopt when it has none.
 absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::string& run_dir);
 
-// One checkpoint directory (runs/NAME/checkpoints/step-NNNNNNN).
-absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& dir);
+// One checkpoint directory (runs/NAME/checkpoints/step-NNNNNNN); without the optimizer
+// state (twice the model's size) when only the weights are wanted.
+absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& dir, bool with_optimizer = true);
 
 }  // namespace loom::train

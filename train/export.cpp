@@ -4,12 +4,13 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "core/config/load.h"
 #include "core/fs.h"
-#include "train/checkpoint.h"
 #include "core/safetensors.h"
+#include "train/checkpoint.h"
 
 namespace loom::train {
 namespace {
@@ -35,7 +36,7 @@ std::map<std::string, torch::Tensor> ToFloat32(std::map<std::string, torch::Tens
 }
 
 absl::StatusOr<ModelBundle> FromCheckpoint(const fs::path& dir, const std::string& weights) {
-  ASSIGN_OR_RETURN(LoadedCheckpoint ck, LoadCheckpoint(dir.string()));
+  ASSIGN_OR_RETURN(LoadedCheckpoint ck, LoadCheckpoint(dir.string(), /*with_optimizer=*/false));
   ModelBundle b;
   ASSIGN_OR_RETURN(b.options, config::LoadFile<ExperimentOptions>((dir / "config.yaml").string(), {}));
   ASSIGN_OR_RETURN(b.tokenizer_model, ReadAll(dir / "tokenizer.model"));
@@ -124,8 +125,9 @@ absl::StatusOr<DiTStage> BuildStage(const ModelBundle& bundle) {
   ASSIGN_OR_RETURN(diffusion::GaussianDiffusion diffusion, diffusion::GaussianDiffusion::Create(bundle.options.diffusion));
   DiTStage stage(dit, bundle.options.model.text, bundle.options.data.max_tokens, diffusion);
   torch::NoGradGuard no_grad;
-  size_t used = 0;
+  std::set<std::string> known;  // every tensor name of the configured model
   const auto fit = [&](const std::string& name, torch::Tensor target, bool required) -> absl::Status {
+    known.insert(name);
     const auto it = bundle.tensors.find(name);
     if (it == bundle.tensors.end()) {
       if (!required) return absl::OkStatus();
@@ -136,16 +138,13 @@ absl::StatusOr<DiTStage> BuildStage(const ModelBundle& bundle) {
                                         c10::str(it->second.sizes()) + ", the config needs " + c10::str(target.sizes()));
     }
     target.copy_(it->second);
-    ++used;
     return absl::OkStatus();
   };
   for (auto& item : stage->named_parameters()) RETURN_IF_ERROR(fit(item.key(), item.value(), true));
   for (auto& item : stage->named_buffers()) RETURN_IF_ERROR(fit(item.key(), item.value(), false));
-  if (used != bundle.tensors.size()) {
-    for (const auto& [name, t] : bundle.tensors) {
-      if (stage->named_parameters().find(name) == nullptr && stage->named_buffers().find(name) == nullptr) {
-        return absl::InvalidArgumentError(bundle.source + ": tensor '" + name + "' is not part of the configured model");
-      }
+  for (const auto& [name, t] : bundle.tensors) {
+    if (!known.count(name)) {
+      return absl::InvalidArgumentError(bundle.source + ": tensor '" + name + "' is not part of the configured model");
     }
   }
   stage->eval();

@@ -47,10 +47,7 @@ std::string Eta(double seconds) {
 // few of the training captions.
 std::vector<std::string> GridPrompts(const data::Manifest& m, const data::Batch& first) {
   std::vector<std::string> prompts;
-  for (const std::string& name : m.label_names) {
-    const bool vowel = !name.empty() && std::string("aeiou").find(name[0]) != std::string::npos;
-    prompts.push_back(std::string("a photo of ") + (vowel ? "an " : "a ") + name);
-  }
+  for (const std::string& name : m.label_names) prompts.push_back(RenderTemplate("a photo of {a_class}", name));
   for (size_t i = 0; prompts.empty() && i < first.captions.size() && i < 8; ++i) prompts.push_back(first.captions[i]);
   return prompts;
 }
