@@ -6,14 +6,12 @@
 
 #include "core/config/load.h"
 #include "core/log.h"
-#include "data/tokenizer.h"
 #include "dist/placement.h"
 #include "dist/process_group.h"
 #include "dist/runtime.h"
-#include "dist/strategy.h"
-#include "train/dit_stage.h"
-#include "train/options.h"
-#include "train/schedule.h"
+#include "train/experiment.h"
+#include "train/run_setup.h"
+#include "train/trainables.h"
 
 namespace loom::bench {
 namespace {
@@ -47,26 +45,26 @@ absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& o) {
     return absl::InvalidArgumentError("batch " + std::to_string(batch) + " does not divide by the world size " +
                                       std::to_string(proc.world) + "; pass another --batch");
   }
-  const int64_t local = batch / proc.world;
-  ASSIGN_OR_RETURN(models::DiTConfig dit, models::ResolveDiT(e.model, e.data.image_size, e.data.channels));
-  ASSIGN_OR_RETURN(diffusion::GaussianDiffusion diffusion, diffusion::GaussianDiffusion::Create(e.diffusion));
-  torch::manual_seed(0);
-  train::DiTStage stage(dit, e.model.text, e.data.max_tokens, diffusion);
-  // The trainer's step: the configured strategy (gradient reduction across ranks),
-  // global-norm clipping and AdamW.
-  ASSIGN_OR_RETURN(auto group, dist::CreateProcessGroup({e.dist.backend, e.dist.timeout_s}, torch::Device(torch::kCPU)));
-  ASSIGN_OR_RETURN(auto strategy, dist::ApplyStrategy(stage.ptr(), *group, e.dist, train::AdamWSettingsOf(e.optim)));
-  data::Batch b;
-  b.pixels = torch::rand({local, dit.channels, dit.image_size, dit.image_size}) * 2 - 1;
-  b.tokens = torch::randint(3, e.model.text.vocab, {local, e.data.max_tokens}, torch::kLong);
-  b.mask = torch::ones({local, e.data.max_tokens}, torch::kBool);
-  b.ids = torch::arange(proc.rank * local, (proc.rank + 1) * local, torch::kLong);
+  const torch::Device device(torch::kCPU);
+  ASSIGN_OR_RETURN(train::RunSetup setup, train::SetUpRun(e, device));
+  stages::Stage& stage = *setup.stage;
+  ASSIGN_OR_RETURN(auto group, dist::CreateProcessGroup({e.dist.backend, e.dist.timeout_s}, device));
+  ASSIGN_OR_RETURN(std::vector<train::TrainableRun> runs, train::StartTrainables(stage, *group, e.dist));
+  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(train::TrainLoaderOptions(e, setup, proc.rank, proc.world, batch),
+                                                     {0, 0, static_cast<uint64_t>(e.run.seed)}));
+  ASSIGN_OR_RETURN(const data::Batch b, loader->Next());
+  // Every trainable trains at every step here (a discriminator before its start too).
   const auto step = [&](int64_t i) -> absl::Status {
-    strategy->ZeroGrad();
-    stage->Loss(b, 0, i, e.data.caption_dropout, e.train.precision == "bf16").mean().backward();
-    RETURN_IF_ERROR(strategy->FinishBackward());
-    RETURN_IF_ERROR(strategy->ClipGradNorm(e.optim.clip_grad).status());
-    return strategy->Step(e.optim.lr);
+    for (size_t k = 0; k < runs.size(); ++k) {
+      runs[k].strategy->ZeroGrad();
+      train::FreezeAllBut(runs, static_cast<int>(k));
+      stage.Loss(b, {0, i, static_cast<int>(k), e.train.precision == "bf16"}).loss.backward();
+      train::FreezeAllBut(runs, -1);
+      RETURN_IF_ERROR(runs[k].strategy->FinishBackward());
+      RETURN_IF_ERROR(runs[k].strategy->ClipGradNorm(runs[k].spec.optim.clip_grad).status());
+      RETURN_IF_ERROR(runs[k].strategy->Step(runs[k].spec.optim.lr));
+    }
+    return absl::OkStatus();
   };
   RETURN_IF_ERROR(step(0));  // warm-up
   RETURN_IF_ERROR(group->Barrier());
@@ -74,14 +72,15 @@ absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& o) {
   for (int i = 1; i <= o.steps; ++i) RETURN_IF_ERROR(step(i));
   RETURN_IF_ERROR(group->Barrier());
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count() / o.steps;
-  const double flops = 3.0 * models::DiTForwardFlops(dit, batch, e.data.max_tokens);
+  const double flops = 3.0 * stage.ForwardFlops(batch);  // 0 where the stage counts none
   const double achieved = flops / seconds;
   nlohmann::ordered_json j;
   j["config"] = o.config;
   j["batch"] = batch;
   j["ranks"] = proc.world;
   j["threads"] = place.threads;
-  j["strategy"] = strategy->name();
+  j["stage"] = e.stage.kind();
+  j["strategy"] = runs[0].strategy->name();
   j["precision"] = e.train.precision;
   j["step_ms"] = seconds * 1000;
   j["samples_per_s"] = batch / seconds;

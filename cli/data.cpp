@@ -50,7 +50,7 @@ absl::Status RunTokenizer(const std::string& name, const std::vector<std::string
   std::vector<std::string> captions;
   captions.reserve(static_cast<size_t>(manifest.total));
   for (const data::ShardEntry& e : manifest.shards) {
-    ASSIGN_OR_RETURN(auto reader, data::ShardReader::Open(dir + "/" + e.file, &manifest.spec));
+    ASSIGN_OR_RETURN(auto reader, data::ShardReader::Open(dir + "/" + e.file, &manifest.spec, manifest.caches));
     captions.insert(captions.end(), reader->captions().begin(), reader->captions().end());
   }
   ASSIGN_OR_RETURN(auto tokenizer, data::Tokenizer::Train(captions, static_cast<int>(vocab)));

@@ -1,7 +1,8 @@
 // `loom eval classifier` trains the judge on a labelled dataset's train split and reports
 // its test accuracy; `loom eval prompts` samples every class from prompt templates and
 // reports how often the judge sees the prompted class, and the Fréchet distance of the
-// samples' judge features to the real test images (beside the real-vs-real floor).
+// samples' judge features to the real test images (beside the real-vs-real floor);
+// `loom eval reconstruction` reports an autoencoder's PSNR and SSIM on held-out images.
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
@@ -12,8 +13,9 @@
 #include "dist/placement.h"
 #include "dist/runtime.h"
 #include "eval/judge.h"
-#include "train/export.h"
-#include "train/prompt_eval.h"
+#include "eval/prompt_eval.h"
+#include "eval/reconstruction.h"
+#include "pipeline/model.h"
 
 namespace loom::cli {
 namespace {
@@ -49,22 +51,22 @@ absl::Status RunClassifier(const std::string& name, const std::vector<std::strin
 
 absl::Status RunPrompts(const std::string& name, const std::vector<std::string>& argv) {
   std::string model_dir, judge_dir, weights = "ema";
-  train::PromptEvalOptions o;
+  eval::PromptEvalOptions o;
   int64_t steps = o.steps, seed = 0;
   ArgParser args(name, "Samples --per-class images of every class the judge knows from each prompt template\n"
                        "and reports prompt_accuracy (the share the judge assigns to the prompted class),\n"
                        "per-class and per-template accuracy, and the Frechet distance of judge features\n"
                        "to real test images beside the real-train-vs-real-test floor. Last line: JSON.");
-  args.Flag("model", &model_dir, "runs/NAME, a checkpoint directory or an export").Required();
+  args.Flag("model", &model_dir, "runs/NAME, a checkpoint directory, an export or a pipeline").Required();
   args.Flag("judge", &judge_dir, "judge directory made by 'loom eval classifier'").Required();
   args.Flag("weights", &weights, "ema or raw (runs and checkpoints)");
   args.Flag("per-class", &o.per_class, "samples per class and template");
-  args.Flag("steps", &steps, "DDIM steps");
+  args.Flag("steps", &steps, "sampling steps");
   args.Flag("cfg", &o.cfg, "classifier-free guidance scale");
   args.Flag("seed", &seed, "noise seed");
   args.Flag("batch", &o.batch, "images sampled at once");
   args.Flag("template", &o.templates,
-            "prompt template; {class} = class name, {a_class} = with a/an (default: two "
+            "prompt template, repeatable; {class} = class name, {a_class} = with a/an (default: two "
             "training wordings and two unseen ones)");
   ASSIGN_OR_RETURN(bool run, args.Parse(argv));
   if (!run) return absl::OkStatus();
@@ -73,14 +75,19 @@ absl::Status RunPrompts(const std::string& name, const std::vector<std::string>&
   o.steps = static_cast<int>(steps);
   o.seed = static_cast<uint64_t>(seed);
   ASSIGN_OR_RETURN(eval::Judge judge, eval::Judge::Load(judge_dir));
-  ASSIGN_OR_RETURN(train::ModelBundle bundle, train::LoadModel(model_dir, weights));
-  ASSIGN_OR_RETURN(models::DiTConfig dit, train::BundleDiTConfig(bundle));
-  RETURN_IF_ERROR(train::CheckJudgeFits(judge, dit.image_size, dit.channels, bundle.options.data.fit));
-  ASSIGN_OR_RETURN(train::DiTStage stage, train::BuildStage(bundle));
-  ASSIGN_OR_RETURN(auto tokenizer, data::Tokenizer::FromBytes(bundle.tokenizer_model, bundle.source + "/tokenizer.model"));
-  log::Info() << "judging " << bundle.source << " (step " << bundle.step << ", " << bundle.weights << " weights)";
-  ASSIGN_OR_RETURN(train::PromptEvalResult r,
-                   train::EvaluatePrompts(*stage, *tokenizer, bundle.options.data.max_tokens, judge, o));
+  ASSIGN_OR_RETURN(pipeline::LoadedModel model, pipeline::LoadModel(model_dir, weights));
+  stages::TextToImage* generator = model.stage->AsTextToImage();
+  if (generator == nullptr) {
+    return absl::InvalidArgumentError(model_dir + " is a '" + model.kind + "' model, which does not make images "
+                                      "from text; pass a text-to-image model (a dit run or export, or a pipeline)");
+  }
+  const stages::ImageSpec spec = generator->image_spec();
+  RETURN_IF_ERROR(eval::CheckJudgeFits(judge, spec.size, spec.channels, spec.fit));
+  log::Info() << "judging " << model.source << " (step " << model.step << ", " << model.weights << " weights)";
+  const auto sample = [&](const std::vector<std::string>& prompts, uint64_t chunk_seed) {
+    return generator->Generate(prompts, {o.cfg, o.steps, chunk_seed});
+  };
+  ASSIGN_OR_RETURN(eval::PromptEvalResult r, eval::EvaluatePrompts(sample, judge, o));
   for (const auto& t : r.templates) {
     char line[256];
     std::snprintf(line, sizeof(line), "  %-36s prompt accuracy %.3f", ("\"" + t.templ + "\"").c_str(), t.accuracy);
@@ -94,10 +101,54 @@ absl::Status RunPrompts(const std::string& name, const std::vector<std::string>&
   log::Info() << "prompt accuracy " << r.prompt_accuracy << " over " << r.samples << " samples; Frechet distance "
               << r.frechet << " (real train vs real test: " << r.frechet_floor << "); " << static_cast<int64_t>(r.seconds)
               << " s";
-  nlohmann::ordered_json out = {{"model", bundle.source}, {"step", bundle.step}, {"weights", bundle.weights},
-                                {"steps", o.steps},       {"cfg", o.cfg},       {"per_class", o.per_class}};
+  nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind}, {"step", model.step},
+                                {"weights", model.weights}, {"steps", o.steps}, {"cfg", o.cfg},
+                                {"per_class", o.per_class}};
   const nlohmann::ordered_json result = r.ToJson();
   for (const auto& item : result.items()) out[item.key()] = item.value();
+  log::Info() << out.dump();
+  return absl::OkStatus();
+}
+
+absl::Status RunReconstruction(const std::string& name, const std::vector<std::string>& argv) {
+  std::string model_dir, weights = "ema";
+  eval::ReconstructionEvalOptions o;
+  int64_t seed = 0;
+  ArgParser args(name, "Encodes and decodes the images of a dataset (as the loader gives them to the model)\n"
+                       "with an autoencoder and reports PSNR and SSIM of the reconstructions as 8-bit\n"
+                       "images, averaged over the images. Last line: JSON with psnr and ssim.");
+  args.Flag("model", &model_dir, "an autoencoder: a vae run, checkpoint or export").Required();
+  args.Flag("data", &o.data, "dataset directory (a test split, e.g. datasets/fashion/test)").Required();
+  args.Flag("weights", &weights, "ema or raw (runs and checkpoints)");
+  args.Flag("limit", &o.limit, "images to evaluate; 0 = all");
+  args.Flag("batch", &o.batch, "images at once (at most)");
+  args.Flag("seed", &seed, "which images, when --limit is set");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  RETURN_IF_ERROR(SingleProcess(name));
+  dist::PlaceProcess(dist::Runtime::Info());
+  o.seed = static_cast<uint64_t>(seed);
+  ASSIGN_OR_RETURN(pipeline::LoadedModel model, pipeline::LoadModel(model_dir, weights));
+  stages::Autoencoder* ae = model.stage->AsAutoencoder();
+  if (ae == nullptr) {
+    return absl::InvalidArgumentError(model_dir + " is a '" + model.kind +
+                                      "' model, not an autoencoder; pass a vae run or export");
+  }
+  const stages::ImageSpec spec = ae->image_spec();
+  o.image_size = spec.size;
+  o.channels = spec.channels;
+  o.fit = spec.fit;
+  const auto reconstruct = [&](const torch::Tensor& images) {
+    const torch::Tensor moments = ae->Encode(images);  // [B, 2c, h, w]
+    return ae->Decode(moments.narrow(1, 0, moments.size(1) / 2));
+  };
+  ASSIGN_OR_RETURN(eval::ReconstructionResult r, eval::EvaluateReconstruction(reconstruct, o));
+  log::Info() << "reconstruction of " << r.images << " images of " << o.data << " by " << model.source << " (step "
+              << model.step << "): PSNR " << r.psnr << " dB, SSIM " << r.ssim << "; " << static_cast<int64_t>(r.seconds)
+              << " s";
+  nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind}, {"step", model.step},
+                                {"weights", model.weights}, {"data", o.data}};
+  for (const auto& item : r.ToJson().items()) out[item.key()] = item.value();
   log::Info() << out.dump();
   return absl::OkStatus();
 }
@@ -108,6 +159,7 @@ std::vector<Command> EvalCommands() {
   return {
       {"eval classifier", "train the judge classifier; reports its test accuracy", RunClassifier},
       {"eval prompts", "prompt accuracy and Frechet distance of a model's samples", RunPrompts},
+      {"eval reconstruction", "PSNR and SSIM of an autoencoder's reconstructions", RunReconstruction},
   };
 }
 

@@ -42,7 +42,7 @@ absl::Status InspectDataset(const std::string& dir, InspectReport* report) {
       return absl::DataLossError(path + ": file checksum differs from the manifest (damaged; "
                                  "re-create or restore it)");
     }
-    ASSIGN_OR_RETURN(auto reader, ShardReader::Open(path, &manifest.spec));
+    ASSIGN_OR_RETURN(auto reader, ShardReader::Open(path, &manifest.spec, manifest.caches));
     if (reader->size() != e.count) {
       return absl::DataLossError(path + ": " + std::to_string(reader->size()) +
                                  " samples, the manifest says " + std::to_string(e.count));

@@ -63,7 +63,7 @@ struct Loader::Impl {
     std::unique_ptr<ShardReader>& slot = readers[worker][shard];
     if (!slot) {
       const std::string path = options->dir + "/" + manifest->shards[shard].file;
-      ASSIGN_OR_RETURN(slot, ShardReader::Open(path, &manifest->spec));
+      ASSIGN_OR_RETURN(slot, ShardReader::Open(path, &manifest->spec, manifest->caches));
       if (slot->size() != manifest->shards[shard].count) {
         return absl::DataLossError(path + ": " + std::to_string(slot->size()) +
                                    " samples, the manifest says " +
@@ -74,18 +74,18 @@ struct Loader::Impl {
   }
 
   absl::Status ReadSample(int worker, int64_t id, uint8_t* pixels, std::string* caption,
-                          int64_t* label) {
+                          int64_t* label, float* caches) {
     const size_t shard = static_cast<size_t>(
         std::upper_bound(shard_start.begin(), shard_start.end(), id) - shard_start.begin() - 1);
     ASSIGN_OR_RETURN(const ShardReader* reader, Reader(worker, shard));
-    return reader->ReadInto(id - shard_start[shard], pixels, caption, label);
+    return reader->ReadInto(id - shard_start[shard], pixels, caption, label, caches);
   }
 
   // Reads sample `id`; with skip_bad, a defective sample is logged, counted and replaced
   // by the next readable one, so the batch keeps its size and its order stays fixed.
   absl::Status ReadOrSkip(int worker, int64_t id, uint8_t* pixels, std::string* caption,
-                          int64_t* label) {
-    absl::Status status = ReadSample(worker, id, pixels, caption, label);
+                          int64_t* label, float* caches) {
+    absl::Status status = ReadSample(worker, id, pixels, caption, label, caches);
     if (status.ok() || !options->skip_bad) return status;
     const int64_t total = manifest->total;
     for (int64_t k = 1; k <= 16 && !status.ok(); ++k) {
@@ -98,12 +98,14 @@ struct Loader::Impl {
                                    std::string(status.message()));
       }
       id = (id + 1) % total;
-      status = ReadSample(worker, id, pixels, caption, label);
+      status = ReadSample(worker, id, pixels, caption, label, caches);
     }
     return status;
   }
 
   absl::StatusOr<Batch> Build(int worker, const LoaderState& start, std::vector<int64_t> ids);
+  // Adds token ids and masks of the captions when the loader has a tokenizer.
+  absl::StatusOr<Batch> WithTokens(Batch batch);
 };
 
 absl::StatusOr<Batch> Loader::Impl::Build(int worker, const LoaderState& start,
@@ -119,9 +121,42 @@ absl::StatusOr<Batch> Loader::Impl::Build(int worker, const LoaderState& start,
   batch.labels = torch::empty({n}, torch::kInt64);
   batch.ids = torch::from_blob(ids.data(), {n}, torch::kInt64).clone();
   int64_t* labels = batch.labels.data_ptr<int64_t>();
+  const int64_t values = manifest->cache_values();
+  std::vector<float> caches(static_cast<size_t>(n * values));
   for (int64_t i = 0; i < n; ++i) {
-    RETURN_IF_ERROR(ReadOrSkip(worker, ids[i], dst + i * bytes, &batch.captions[i], &labels[i]));
+    RETURN_IF_ERROR(ReadOrSkip(worker, ids[i], dst + i * bytes, &batch.captions[i], &labels[i],
+                               values > 0 ? caches.data() + i * values : nullptr));
   }
+  // A coin per sample from (seed, epoch, id): the same flips at any world size.
+  std::vector<bool> flips(static_cast<size_t>(n), false);
+  for (int64_t i = 0; options->flip && i < n; ++i) {
+    SplitMix64 rng(SeedFor(start.seed, 0x464c4950ull + static_cast<uint64_t>(start.epoch),
+                           static_cast<uint64_t>(ids[i])));
+    flips[i] = rng.Next() & 1;
+  }
+  for (const std::string& name : options->caches) {
+    // Offsets of the cache and of its flipped twin in each sample's values.
+    int64_t offset = 0, flipped = -1, found = -1;
+    const CacheSpec* spec = nullptr;
+    for (const CacheSpec& c : manifest->caches) {
+      if (c.name == name) {
+        found = offset;
+        spec = &c;
+      }
+      if (c.name == name + "_flipped") flipped = offset;
+      offset += c.numel();
+    }
+    std::vector<int64_t> shape = {n};
+    shape.insert(shape.end(), spec->shape.begin(), spec->shape.end());
+    torch::Tensor out = torch::empty(shape, torch::kFloat32);
+    float* o = out.data_ptr<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t from = flips[i] ? flipped : found;
+      std::copy_n(caches.data() + i * values + from, spec->numel(), o + i * spec->numel());
+    }
+    batch.caches[name] = out;
+  }
+  if (!options->pixels) return WithTokens(std::move(batch));
 
   // uint8 [B, (T,) H, W, C] -> float [B, (T,) C, H, W] in [-1, 1], padded and flipped in
   // one pass. Plain loops on purpose: torch ops here would start OpenMP teams from
@@ -137,13 +172,7 @@ absl::StatusOr<Batch> Loader::Impl::Build(int worker, const LoaderState& start,
                         : torch::empty({frames, C, out_h, out_w}, torch::kFloat32);
   float* out = x.data_ptr<float>();
   for (int64_t i = 0; i < n; ++i) {
-    bool flip = false;
-    if (options->flip) {
-      // A coin per sample from (seed, epoch, id): the same flips at any world size.
-      SplitMix64 rng(SeedFor(start.seed, 0x464c4950ull + static_cast<uint64_t>(start.epoch),
-                             static_cast<uint64_t>(ids[i])));
-      flip = rng.Next() & 1;
-    }
+    const bool flip = flips[i];
     for (int t = 0; t < spec.frames; ++t) {
       const uint8_t* src = dst + i * bytes + static_cast<int64_t>(t) * H * W * C;
       float* frame = out + (i * spec.frames + t) * C * out_h * out_w;
@@ -168,7 +197,11 @@ absl::StatusOr<Batch> Loader::Impl::Build(int worker, const LoaderState& start,
   }
   if (video) x = x.view({n, spec.frames, x.size(1), x.size(2), x.size(3)});
   batch.pixels = x;
+  return WithTokens(std::move(batch));
+}
 
+absl::StatusOr<Batch> Loader::Impl::WithTokens(Batch batch) {
+  const int64_t n = static_cast<int64_t>(batch.captions.size());
   if (options->tokenizer) {
     const int L = options->max_tokens;
     batch.tokens = torch::empty({n, L}, torch::kInt64);
@@ -239,6 +272,17 @@ absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const LoaderOptions& opti
                                       ", larger than data.image_size " +
                                       std::to_string(options.image_size) +
                                       "; padding cannot shrink them (use data.fit: resize)");
+  }
+  for (const std::string& name : options.caches) {
+    if (manifest.FindCache(name) == nullptr) {
+      return absl::InvalidArgumentError(where + "has no cache '" + name +
+                                        "'; make one with 'loom data encode --with EXPORT'");
+    }
+    if (options.flip && manifest.FindCache(name + "_flipped") == nullptr) {
+      return absl::InvalidArgumentError(where + "data.flip is on, but the cache '" + name +
+                                        "' was encoded without flips (flips are never applied to "
+                                        "latents): encode with --flip or set data.flip: false");
+    }
   }
   if (options.workers < 0 || options.prefetch < 1) {
     return absl::InvalidArgumentError("workers must be >= 0 and prefetch >= 1");

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ struct LoaderOptions {
   int max_tokens = 16;
   bool skip_bad = false;     // on_error: skip (replace and count) instead of fail
   int64_t max_skipped = 100;
+  bool pixels = true;        // decode pixels into Batch::pixels (they are read and checked anyway)
+  // Cache datasets to return in Batch::caches. With `flip`, a flipped sample returns
+  // "<name>_flipped" under <name>: flips are encoded, never applied to latents.
+  std::vector<std::string> caches;
 };
 
 struct Batch {
@@ -44,6 +49,7 @@ struct Batch {
   torch::Tensor mask;    // bool [B, L], true for real tokens
   torch::Tensor labels;  // int64 [B], -1 where the data has none
   torch::Tensor ids;     // int64 [B], global sample ids
+  std::map<std::string, torch::Tensor> caches;  // float [B, ...] per requested cache
   std::vector<std::string> captions;
   LoaderState start;     // the state this batch was cut at
 };

@@ -14,13 +14,18 @@ namespace loom::data {
 std::string Manifest::ToJson() const {
   nlohmann::ordered_json j;
   j["format"] = kManifestFormat;
-  j["version"] = kShardVersion;
+  j["version"] = version();
   j["modality"] = ModalityName(spec.modality);
   j["sample_shape"] = spec.dims();
   j["total"] = total;
   j["has_labels"] = has_labels;
   j["label_names"] = label_names;
   j["source"] = source;
+  if (!caches.empty()) {
+    j["caches"] = nlohmann::ordered_json::array();
+    for (const CacheSpec& c : caches) j["caches"].push_back({{"name", c.name}, {"dtype", "float32"}, {"shape", c.shape}});
+    j["producer"] = producer;
+  }
   j["shards"] = nlohmann::ordered_json::array();
   for (const ShardEntry& s : shards) {
     j["shards"].push_back({{"file", s.file}, {"count", s.count}, {"bytes", s.bytes},
@@ -51,9 +56,21 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir) {
   try {
     if (j.at("format").get<std::string>() != kManifestFormat) return bad("format is not loom-shards");
     const int version = j.at("version").get<int>();
-    if (version != kShardVersion) {
+    if (version != kShardVersion && version != kCacheShardVersion) {
       return bad("version " + std::to_string(version) + " is not supported (this loom reads " +
-                 std::to_string(kShardVersion) + ")");
+                 std::to_string(kShardVersion) + " and " + std::to_string(kCacheShardVersion) + ")");
+    }
+    if (version == kCacheShardVersion) {
+      for (const auto& c : j.at("caches")) {
+        CacheSpec spec{c.at("name").get<std::string>(), c.at("shape").get<std::vector<int64_t>>()};
+        if (c.at("dtype").get<std::string>() != "float32") return bad("cache '" + spec.name + "' is not float32");
+        if (spec.name.empty() || spec.shape.empty() || spec.numel() <= 0 || m.FindCache(spec.name) != nullptr) {
+          return bad("cache '" + spec.name + "' has no name, a bad shape or a twin");
+        }
+        m.caches.push_back(std::move(spec));
+      }
+      if (m.caches.empty()) return bad("version 2 names no caches");
+      m.producer = j.at("producer").get<std::map<std::string, std::string>>();
     }
     if (absl::Status s = ParseModality(j.at("modality").get<std::string>(), &m.spec.modality); !s.ok()) {
       return bad(std::string(s.message()));
@@ -93,6 +110,19 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir) {
     return bad(std::string("missing or mistyped field: ") + e.what());
   }
   return m;
+}
+
+const CacheSpec* Manifest::FindCache(const std::string& name) const {
+  for (const CacheSpec& c : caches) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+int64_t Manifest::cache_values() const {
+  int64_t n = 0;
+  for (const CacheSpec& c : caches) n += c.numel();
+  return n;
 }
 
 absl::Status WriteManifest(const std::string& dir, const Manifest& manifest) {

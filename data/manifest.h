@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,14 @@ struct Manifest {
   std::vector<std::string> label_names;  // label i's name, when labels have names
   std::string source;                    // what made it: "fashion-mnist train", ...
   std::vector<ShardEntry> shards;
+  // Version 2: the cache datasets of every shard, and the frozen model that computed
+  // them ({"kind", "export", "hash"}), so a stage can refuse a cache of another model.
+  std::vector<CacheSpec> caches;
+  std::map<std::string, std::string> producer;
+
+  int version() const { return caches.empty() ? kShardVersion : kCacheShardVersion; }
+  const CacheSpec* FindCache(const std::string& name) const;
+  int64_t cache_values() const;  // floats of all caches of one sample
 
   std::string ToJson() const;
 };

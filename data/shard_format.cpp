@@ -1,4 +1,4 @@
-// Sample shapes, checksums and UTF-8 validation of shard format v1 (see shard_format.h).
+// Sample shapes, checksums and UTF-8 validation of the shard format (see shard_format.h).
 #include "data/shard_format.h"
 
 #include <zlib.h>
@@ -47,8 +47,14 @@ absl::Status SampleSpec::Validate() const {
   return absl::OkStatus();
 }
 
+int64_t CacheSpec::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 uint32_t SampleChecksum(const uint8_t* pixels, int64_t bytes, std::string_view caption,
-                        int64_t label) {
+                        int64_t label, const float* caches, int64_t cache_values) {
   uLong crc = crc32(0L, Z_NULL, 0);
   // zlib takes 32-bit lengths: feed large samples in pieces.
   for (int64_t done = 0; done < bytes;) {
@@ -61,6 +67,15 @@ uint32_t SampleChecksum(const uint8_t* pixels, int64_t bytes, std::string_view c
   const uint64_t u = static_cast<uint64_t>(label);
   for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>(u >> (8 * i));
   crc = crc32(crc, le, 8);
+  // Cache values as stored: float32, little-endian (this machine's order; loom builds on
+  // little-endian hosts only).
+  const auto* raw = reinterpret_cast<const Bytef*>(caches);
+  const int64_t raw_bytes = cache_values * static_cast<int64_t>(sizeof(float));
+  for (int64_t done = 0; done < raw_bytes;) {
+    const uInt n = static_cast<uInt>(std::min<int64_t>(raw_bytes - done, 1 << 30));
+    crc = crc32(crc, raw + done, n);
+    done += n;
+  }
   return static_cast<uint32_t>(crc);
 }
 

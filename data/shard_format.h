@@ -1,5 +1,7 @@
-// Shard format v1 (docs/shard-format.md): what one sample looks like (modality and
-// shape), the names of datasets and attributes, and the per-sample checksum.
+// Shard format (docs/shard-format.md): what one sample looks like (modality and shape),
+// the names of datasets and attributes, and the per-sample checksum. Version 1 holds
+// pixels, captions and labels; version 2 adds caches, float32 datasets of what a frozen
+// model computed per sample (`loom data encode`).
 #pragma once
 
 #include <cstdint>
@@ -14,7 +16,8 @@ namespace loom::data {
 
 inline constexpr char kShardFormat[] = "loom-shard";
 inline constexpr char kManifestFormat[] = "loom-shards";
-inline constexpr int kShardVersion = 1;
+inline constexpr int kShardVersion = 1;       // written when a dataset has no caches
+inline constexpr int kCacheShardVersion = 2;  // written when it has caches
 inline constexpr char kManifestFile[] = "manifest.json";
 
 // Dataset and attribute names inside a shard.
@@ -50,10 +53,19 @@ struct SampleSpec {
   }
 };
 
-// CRC-32 over a sample's pixels, caption bytes and label (8 bytes, little-endian):
-// stored per sample so a reader can name the exact sample a flipped byte damaged.
+// One cache dataset: float32 values of `shape` per sample.
+struct CacheSpec {
+  std::string name;            // "latents"; "<name>_flipped" holds the encoding of the flipped image
+  std::vector<int64_t> shape;  // of one sample
+  int64_t numel() const;
+  bool operator==(const CacheSpec& o) const { return name == o.name && shape == o.shape; }
+};
+
+// CRC-32 over a sample's pixels, caption bytes and label (8 bytes, little-endian), then
+// (version 2) its cache values' bytes in manifest order: stored per sample so a reader
+// can name the exact sample a flipped byte damaged.
 uint32_t SampleChecksum(const uint8_t* pixels, int64_t bytes, std::string_view caption,
-                        int64_t label);
+                        int64_t label, const float* caches = nullptr, int64_t cache_values = 0);
 
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or bytes past U+10FFFF).
 bool IsValidUtf8(std::string_view text);

@@ -40,7 +40,8 @@ absl::StatusOr<h5::Handle> OpenDataset(hid_t file, const std::string& path, cons
 ShardReader::~ShardReader() = default;
 
 absl::StatusOr<std::unique_ptr<ShardReader>> ShardReader::Open(const std::string& path,
-                                                               const SampleSpec* expect) {
+                                                               const SampleSpec* expect,
+                                                               const std::vector<CacheSpec>& caches) {
   h5::Silence();
   if (!std::filesystem::exists(path)) return absl::NotFoundError(path + ": shard file is missing");
   if (H5Fis_hdf5(path.c_str()) <= 0) {
@@ -63,10 +64,16 @@ absl::StatusOr<std::unique_ptr<ShardReader>> ShardReader::Open(const std::string
   }
   auto version = h5::ReadIntAttr(file, "version");
   if (!version.ok()) return attr_error(version.status());
-  if (*version != kShardVersion) {
+  if (*version != kShardVersion && *version != kCacheShardVersion) {
     return absl::InvalidArgumentError(path + ": shard version " + std::to_string(*version) +
-                                      " is not supported (this loom reads version " +
-                                      std::to_string(kShardVersion) + ")");
+                                      " is not supported (this loom reads versions " +
+                                      std::to_string(kShardVersion) + " and " +
+                                      std::to_string(kCacheShardVersion) + ")");
+  }
+  if ((*version == kCacheShardVersion) != !caches.empty()) {
+    return absl::InvalidArgumentError(path + ": shard version " + std::to_string(*version) +
+                                      (caches.empty() ? " holds caches the manifest does not list"
+                                                      : " holds no caches, but the manifest lists some"));
   }
   auto modality = h5::ReadStringAttr(file, "modality");
   if (!modality.ok()) return attr_error(modality.status());
@@ -106,6 +113,18 @@ absl::StatusOr<std::unique_ptr<ShardReader>> ShardReader::Open(const std::string
       return absl::InvalidArgumentError(path + ": captions are not variable-length strings");
     }
   }
+  for (const CacheSpec& c : caches) {
+    ASSIGN_OR_RETURN(h5::Handle ds, OpenDataset(file, path, c.name.c_str(), H5T_FLOAT, 4,
+                                                static_cast<int>(c.shape.size()) + 1, true));
+    ASSIGN_OR_RETURN(std::vector<hsize_t> d, h5::Dims(ds.get()));
+    std::vector<int64_t> shape(d.begin() + 1, d.end());
+    if (static_cast<int64_t>(d[0]) != r->count_ || shape != c.shape) {
+      return absl::InvalidArgumentError(path + ": cache '" + c.name + "' has another shape than the manifest says");
+    }
+    r->cache_sets_.push_back(std::move(ds));
+    r->cache_values_ += c.numel();
+  }
+  r->caches_ = caches;
   r->caption_type_ = h5::Utf8StringType();
   RETURN_IF_ERROR(r->LoadMetadata());
   return r;
@@ -141,11 +160,12 @@ absl::Status ShardReader::Bad(int64_t index, const std::string& what) const {
 
 absl::Status ShardReader::Read(int64_t index, Sample* out) const {
   out->pixels.resize(static_cast<size_t>(spec_.bytes()));
-  return ReadInto(index, out->pixels.data(), &out->caption, &out->label);
+  out->caches.resize(static_cast<size_t>(cache_values_));
+  return ReadInto(index, out->pixels.data(), &out->caption, &out->label, out->caches.data());
 }
 
 absl::Status ShardReader::ReadInto(int64_t index, uint8_t* pixels, std::string* caption,
-                                   int64_t* label) const {
+                                   int64_t* label, float* caches) const {
   if (index < 0 || index >= count_) {
     return absl::OutOfRangeError(path_ + ": sample " + std::to_string(index) + " is out of range (" +
                                  std::to_string(count_) + " samples)");
@@ -165,10 +185,27 @@ absl::Status ShardReader::ReadInto(int64_t index, uint8_t* pixels, std::string* 
               pixels) < 0) {
     return Bad(index, "pixels cannot be read (damaged chunk?)");
   }
+  if (cache_values_ > 0 && caches == nullptr) return Bad(index, "the shard's caches need a buffer");
+  float* next = caches;
+  for (size_t c = 0; c < caches_.size(); ++c) {
+    std::vector<hsize_t> cstart = {i}, ccount = {1};
+    for (int64_t d : caches_[c].shape) {
+      cstart.push_back(0);
+      ccount.push_back(static_cast<hsize_t>(d));
+    }
+    h5::Handle cspace = h5::Space(H5Dget_space(cache_sets_[c].get()));
+    H5Sselect_hyperslab(cspace.get(), H5S_SELECT_SET, cstart.data(), nullptr, ccount.data(), nullptr);
+    hsize_t cflat[1] = {static_cast<hsize_t>(caches_[c].numel())};
+    h5::Handle cmem = h5::Space(H5Screate_simple(1, cflat, nullptr));
+    if (H5Dread(cache_sets_[c].get(), H5T_NATIVE_FLOAT, cmem.get(), cspace.get(), H5P_DEFAULT, next) < 0) {
+      return Bad(index, "cache '" + caches_[c].name + "' cannot be read (damaged chunk?)");
+    }
+    next += caches_[c].numel();
+  }
   *caption = caption_cache_[i];
   *label = label_cache_[i];
   if (!IsValidUtf8(*caption)) return Bad(index, "caption is not valid UTF-8");
-  if (SampleChecksum(pixels, spec_.bytes(), *caption, *label) != checksum_cache_[i]) {
+  if (SampleChecksum(pixels, spec_.bytes(), *caption, *label, caches, cache_values_) != checksum_cache_[i]) {
     return Bad(index, "checksum mismatch (the file is damaged; re-create or restore it)");
   }
   return absl::OkStatus();

@@ -1,5 +1,5 @@
-// Reads samples from one shard-format-v1 HDF5 file, checking its schema when opened
-// and each sample's checksum when read, so damage is reported with file and sample.
+// Reads samples from one shard file (format 1 or 2), checking its schema when opened and
+// each sample's checksum when read, so damage is reported with file and sample.
 #pragma once
 
 #include <cstdint>
@@ -17,14 +17,17 @@ struct Sample {
   std::vector<uint8_t> pixels;  // spec.bytes() values in [T,]H,W,C order
   std::string caption;
   int64_t label = -1;
+  std::vector<float> caches;    // every cache's values, in manifest order
 };
 
 class ShardReader {
  public:
   // Opens `path` and checks format, version, modality, dataset shapes and dtypes.
-  // `expect` (optional) is the sample spec the manifest promises.
+  // `expect` (optional) is the sample spec the manifest promises, `caches` the cache
+  // datasets it promises (a version-2 shard must hold exactly these).
   static absl::StatusOr<std::unique_ptr<ShardReader>> Open(const std::string& path,
-                                                           const SampleSpec* expect = nullptr);
+                                                           const SampleSpec* expect = nullptr,
+                                                           const std::vector<CacheSpec>& caches = {});
   ~ShardReader();
 
   int64_t size() const { return count_; }
@@ -36,8 +39,11 @@ class ShardReader {
 
   // Reads sample `index` into `out`, verifying its checksum and caption encoding.
   absl::Status Read(int64_t index, Sample* out) const;
-  // The same into caller-owned memory: spec().bytes() pixels at `pixels`.
-  absl::Status ReadInto(int64_t index, uint8_t* pixels, std::string* caption, int64_t* label) const;
+  // The same into caller-owned memory: spec().bytes() pixels at `pixels` and, when the
+  // shard has caches, cache_values() floats at `caches` (which must then be given).
+  absl::Status ReadInto(int64_t index, uint8_t* pixels, std::string* caption, int64_t* label,
+                        float* caches = nullptr) const;
+  int64_t cache_values() const { return cache_values_; }
 
  private:
   ShardReader() = default;
@@ -59,6 +65,9 @@ class ShardReader {
   h5::Handle labels_;
   h5::Handle checksums_;
   h5::Handle caption_type_;
+  std::vector<CacheSpec> caches_;
+  std::vector<h5::Handle> cache_sets_;
+  int64_t cache_values_ = 0;
 };
 
 }  // namespace loom::data

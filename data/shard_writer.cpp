@@ -22,13 +22,15 @@ absl::Status WriteShardFile(const std::string& path, const SampleSpec& spec, int
                             const std::vector<uint8_t>& pixels,
                             const std::vector<std::string>& captions,
                             const std::vector<int64_t>* labels,
-                            const std::vector<uint32_t>& checksums) {
+                            const std::vector<uint32_t>& checksums,
+                            const std::vector<CacheSpec>& caches,
+                            const std::vector<float>& cache_values) {
   h5::Silence();
   const hsize_t n = captions.size();
   h5::Handle file = h5::File(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
   if (!file.valid()) return Fail(path, "cannot create HDF5 file");
   RETURN_IF_ERROR(h5::WriteStringAttr(file.get(), "format", kShardFormat));
-  RETURN_IF_ERROR(h5::WriteIntAttr(file.get(), "version", kShardVersion));
+  RETURN_IF_ERROR(h5::WriteIntAttr(file.get(), "version", caches.empty() ? kShardVersion : kCacheShardVersion));
   RETURN_IF_ERROR(h5::WriteStringAttr(file.get(), "modality", ModalityName(spec.modality)));
   RETURN_IF_ERROR(h5::WriteIntAttr(file.get(), "count", static_cast<int64_t>(n)));
 
@@ -79,6 +81,32 @@ absl::Status WriteShardFile(const std::string& path, const SampleSpec& spec, int
       H5Dwrite(sums.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, checksums.data()) < 0) {
     return Fail(path, "cannot write checksums");
   }
+  // Caches: float32, one chunk per sample like the pixels; the values of one sample are
+  // contiguous in `cache_values`, so each cache is gathered into its own buffer.
+  int64_t per_sample = 0;
+  for (const CacheSpec& c : caches) per_sample += c.numel();
+  int64_t offset = 0;
+  for (const CacheSpec& c : caches) {
+    std::vector<hsize_t> cdims = {n};
+    for (int64_t d : c.shape) cdims.push_back(static_cast<hsize_t>(d));
+    std::vector<hsize_t> cchunk = cdims;
+    cchunk[0] = 1;
+    std::vector<float> values(n * c.numel());
+    for (hsize_t i = 0; i < n; ++i) {
+      std::copy_n(cache_values.begin() + static_cast<int64_t>(i) * per_sample + offset, c.numel(),
+                  values.begin() + static_cast<int64_t>(i) * c.numel());
+    }
+    offset += c.numel();
+    h5::Handle cspace = h5::Space(H5Screate_simple(static_cast<int>(cdims.size()), cdims.data(), nullptr));
+    h5::Handle cplist = h5::Plist(H5Pcreate(H5P_DATASET_CREATE));
+    H5Pset_obj_track_times(cplist.get(), false);
+    H5Pset_chunk(cplist.get(), static_cast<int>(cchunk.size()), cchunk.data());
+    h5::Handle ds = h5::Dataset(H5Dcreate2(file.get(), c.name.c_str(), H5T_IEEE_F32LE, cspace.get(), H5P_DEFAULT,
+                                           cplist.get(), H5P_DEFAULT));
+    if (!ds.valid() || H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0) {
+      return Fail(path, "cannot write cache " + c.name);
+    }
+  }
   images.Reset();
   caps.Reset();
   sums.Reset();
@@ -98,6 +126,8 @@ ShardWriter::ShardWriter(const SampleSpec& spec, ShardWriterOptions options)
   manifest_.has_labels = options_.labels;
   manifest_.label_names = options_.label_names;
   manifest_.source = options_.source;
+  manifest_.caches = options_.caches;
+  manifest_.producer = options_.producer;
 }
 
 ShardWriter::~ShardWriter() = default;
@@ -119,7 +149,8 @@ absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::Create(const SampleSpe
   return std::unique_ptr<ShardWriter>(new ShardWriter(spec, std::move(options)));
 }
 
-absl::Status ShardWriter::Add(const uint8_t* pixels, std::string_view caption, int64_t label) {
+absl::Status ShardWriter::Add(const uint8_t* pixels, std::string_view caption, int64_t label,
+                              const float* caches) {
   if (finished_) return absl::FailedPreconditionError("ShardWriter::Add after Finish");
   if (!IsValidUtf8(caption)) {
     return absl::InvalidArgumentError("sample " + std::to_string(total_) +
@@ -133,7 +164,12 @@ absl::Status ShardWriter::Add(const uint8_t* pixels, std::string_view caption, i
   pixels_.insert(pixels_.end(), pixels, pixels + spec_.bytes());
   captions_.emplace_back(caption);
   labels_.push_back(stored_label);
-  checksums_.push_back(SampleChecksum(pixels, spec_.bytes(), caption, stored_label));
+  const int64_t values = manifest_.cache_values();
+  if (values > 0 && caches == nullptr) {
+    return absl::InvalidArgumentError("sample " + std::to_string(total_) + ": the dataset has caches but none were given");
+  }
+  if (values > 0) cache_values_.insert(cache_values_.end(), caches, caches + values);
+  checksums_.push_back(SampleChecksum(pixels, spec_.bytes(), caption, stored_label, caches, values));
   ++total_;
   if (static_cast<int64_t>(captions_.size()) >= per_shard_) return FlushShard();
   return absl::OkStatus();
@@ -146,7 +182,8 @@ absl::Status ShardWriter::FlushShard() {
   const std::string final_path = (fs::path(options_.dir) / name).string();
   const std::string tmp_path = final_path + ".tmp";
   absl::Status written = WriteShardFile(tmp_path, spec_, options_.gzip, pixels_, captions_,
-                                        options_.labels ? &labels_ : nullptr, checksums_);
+                                        options_.labels ? &labels_ : nullptr, checksums_, options_.caches,
+                                        cache_values_);
   if (!written.ok()) {
     std::remove(tmp_path.c_str());
     return written;
@@ -164,6 +201,7 @@ absl::Status ShardWriter::FlushShard() {
   captions_.clear();
   labels_.clear();
   checksums_.clear();
+  cache_values_.clear();
   return absl::OkStatus();
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,6 +28,9 @@ struct ShardWriterOptions {
   bool labels = false;                   // store a labels dataset
   std::vector<std::string> label_names;  // names of label values, for the manifest
   std::string source;                    // what made the data, for the manifest
+  // Cache datasets (shard format 2) and the model that computed them.
+  std::vector<CacheSpec> caches;
+  std::map<std::string, std::string> producer;
 };
 
 class ShardWriter {
@@ -35,9 +39,11 @@ class ShardWriter {
                                                              ShardWriterOptions options);
   ~ShardWriter();
 
-  // Appends one sample: spec.bytes() pixels in [T,]H,W,C order, a UTF-8 caption, and
-  // its label (ignored unless options.labels).
-  absl::Status Add(const uint8_t* pixels, std::string_view caption, int64_t label = -1);
+  // Appends one sample: spec.bytes() pixels in [T,]H,W,C order, a UTF-8 caption, its
+  // label (ignored unless options.labels) and, with caches, the values of every cache
+  // concatenated in options.caches order.
+  absl::Status Add(const uint8_t* pixels, std::string_view caption, int64_t label = -1,
+                   const float* caches = nullptr);
 
   // Writes the last shard and the manifest.
   absl::StatusOr<Manifest> Finish();
@@ -57,14 +63,18 @@ class ShardWriter {
   std::vector<std::string> captions_;
   std::vector<int64_t> labels_;
   std::vector<uint32_t> checksums_;
+  std::vector<float> cache_values_;
   Manifest manifest_;
 };
 
-// Writes one complete shard file at `path` (no temporary name handling).
+// Writes one complete shard file at `path` (no temporary name handling). `cache_values`
+// holds each sample's values of every cache of `caches`, sample after sample.
 absl::Status WriteShardFile(const std::string& path, const SampleSpec& spec, int gzip,
                             const std::vector<uint8_t>& pixels,
                             const std::vector<std::string>& captions,
                             const std::vector<int64_t>* labels,
-                            const std::vector<uint32_t>& checksums);
+                            const std::vector<uint32_t>& checksums,
+                            const std::vector<CacheSpec>& caches = {},
+                            const std::vector<float>& cache_values = {});
 
 }  // namespace loom::data

@@ -24,22 +24,6 @@ void SetAdamWState(torch::optim::Optimizer& optimizer, const torch::Tensor& para
   optimizer.state()[param.unsafeGetTensorImpl()] = std::move(state);
 }
 
-absl::Status FindState(const std::map<std::string, torch::Tensor>& tensors, const std::string& name,
-                       torch::IntArrayRef shape, torch::Tensor* exp_avg, torch::Tensor* exp_avg_sq) {
-  const auto a = tensors.find(name + ".exp_avg");
-  const auto b = tensors.find(name + ".exp_avg_sq");
-  if (a == tensors.end() || b == tensors.end()) {
-    return absl::InvalidArgumentError("the checkpoint has no optimizer state for parameter '" + name +
-                                      "' (a checkpoint of another model?)");
-  }
-  if (a->second.sizes() != shape || b->second.sizes() != shape) {
-    return absl::InvalidArgumentError("optimizer state of '" + name + "' has another shape than the parameter");
-  }
-  *exp_avg = a->second;
-  *exp_avg_sq = b->second;
-  return absl::OkStatus();
-}
-
 void SetLr(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -68,40 +52,53 @@ absl::StatusOr<double> ClipShardedGradNorm(ProcessGroup& group, const std::vecto
   return norm;
 }
 
-absl::Status GatherShardState(ProcessGroup& group, torch::optim::Optimizer& optimizer,
-                              const torch::Tensor& shard, int64_t padded,
-                              const std::vector<FlatEntry>& entries,
-                              std::vector<std::pair<std::string, torch::Tensor>>* out, int64_t* step) {
-  const AdamWSlot slot = GetAdamWState(optimizer, shard);
-  if (!slot.exp_avg.defined()) return absl::OkStatus();  // the same on every rank: they step together
-  *step = slot.step;
-  for (const auto& [suffix, part] : {std::pair{".exp_avg", slot.exp_avg}, {".exp_avg_sq", slot.exp_avg_sq}}) {
-    torch::Tensor full = torch::empty({padded}, part.options());
-    RETURN_IF_ERROR(group.AllGather(full, part.contiguous(), Dispatch::kCaller)->Wait());
-    for (const FlatEntry& e : entries) {
-      int64_t numel = 1;
-      for (int64_t d : e.shape) numel *= d;
-      out->push_back({e.name + suffix, full.narrow(0, e.offset, numel).view(e.shape).clone()});
+int64_t FlatEntry::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::vector<Slice> FlatShardSlices(const std::vector<FlatEntry>& entries, int64_t shard_begin,
+                                   const torch::Tensor& shard, const std::string& suffix) {
+  std::vector<Slice> out;
+  const int64_t shard_end = shard_begin + shard.numel();
+  for (const FlatEntry& e : entries) {
+    const int64_t lo = std::max(shard_begin, e.offset), hi = std::min(shard_end, e.offset + e.numel());
+    if (lo >= hi) continue;
+    out.push_back({e.name + suffix, e.shape, lo - e.offset, hi - e.offset, shard.narrow(0, lo - shard_begin, hi - lo)});
+  }
+  return out;
+}
+
+absl::Status ReadFlatShard(const std::vector<FlatEntry>& entries, int64_t shard_begin, const RangeReader& read,
+                           const std::string& suffix, torch::Tensor shard) {
+  torch::NoGradGuard no_grad;
+  for (Slice& s : FlatShardSlices(entries, shard_begin, shard, suffix)) {
+    ASSIGN_OR_RETURN(torch::Tensor piece, read(s.name, s.begin, s.end));
+    if (piece.numel() != s.end - s.begin) {
+      return absl::DataLossError("stored state '" + s.name + "' has " + std::to_string(piece.numel()) +
+                                 " elements in [" + std::to_string(s.begin) + ", " + std::to_string(s.end) + ")");
     }
+    s.data.copy_(piece.reshape({-1}));
   }
   return absl::OkStatus();
 }
 
-absl::Status ScatterShardState(int rank, int world, torch::optim::Optimizer& optimizer,
-                               const torch::Tensor& shard, int64_t padded,
-                               const std::vector<FlatEntry>& entries,
-                               const std::map<std::string, torch::Tensor>& tensors, int64_t step) {
-  torch::Tensor avg = torch::zeros({padded}, shard.options().requires_grad(false));
-  torch::Tensor sq = torch::zeros_like(avg);
-  for (const FlatEntry& e : entries) {
-    torch::Tensor a, q;
-    RETURN_IF_ERROR(FindState(tensors, e.name, e.shape, &a, &q));
-    avg.narrow(0, e.offset, a.numel()).copy_(a.reshape({-1}));
-    sq.narrow(0, e.offset, q.numel()).copy_(q.reshape({-1}));
-  }
-  const int64_t n = padded / world;
-  SetAdamWState(optimizer, shard, {step, avg.narrow(0, rank * n, n), sq.narrow(0, rank * n, n)});
+absl::Status GatherFlatOnRoot(ProcessGroup& group, const std::vector<FlatEntry>& entries, int64_t padded,
+                              const torch::Tensor& shard, std::map<std::string, torch::Tensor>* out) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor full = torch::empty({padded}, shard.options());
+  RETURN_IF_ERROR(group.AllGather(full, shard.detach().contiguous(), Dispatch::kCaller)->Wait());
+  if (group.rank() != 0) return absl::OkStatus();
+  for (const FlatEntry& e : entries) (*out)[e.name] = full.narrow(0, e.offset, e.numel()).view(e.shape).clone();
   return absl::OkStatus();
+}
+
+void DecayMask::Apply(double lr, double weight_decay) const {
+  if (!target_.defined() || weight_decay == 0) return;
+  torch::NoGradGuard no_grad;
+  // As AdamW decays (p *= 1 - lr * wd) where the mask is 1, and leaves the rest.
+  target_.mul_(1 - lr * weight_decay * mask_);
 }
 
 }  // namespace loom::dist

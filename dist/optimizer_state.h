@@ -1,5 +1,6 @@
-// Moving AdamW state between LibTorch's optimizer (keyed by parameter) and whole
-// per-parameter tensors, for checkpoints that any strategy and world size can load.
+// Helpers the strategies share: AdamW state access (LibTorch keys it by parameter),
+// learning rates, clipping over shards, and the slices of flat sharded buffers that
+// checkpoints store and any strategy at any world size can re-cut.
 #pragma once
 
 #include <torch/torch.h>
@@ -10,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "dist/process_group.h"
+#include "dist/strategy.h"
 
 namespace loom::dist {
 
@@ -20,10 +22,6 @@ struct AdamWSlot {
 };
 AdamWSlot GetAdamWState(torch::optim::Optimizer& optimizer, const torch::Tensor& param);
 void SetAdamWState(torch::optim::Optimizer& optimizer, const torch::Tensor& param, const AdamWSlot& slot);
-
-// Looks up "<name>.exp_avg" / "<name>.exp_avg_sq" with the expected shape.
-absl::Status FindState(const std::map<std::string, torch::Tensor>& tensors, const std::string& name,
-                       torch::IntArrayRef shape, torch::Tensor* exp_avg, torch::Tensor* exp_avg_sq);
 
 // Sets the learning rate of every AdamW parameter group.
 void SetLr(torch::optim::Optimizer& optimizer, double lr);
@@ -41,20 +39,35 @@ struct FlatEntry {
   std::string name;
   int64_t offset = 0;
   std::vector<int64_t> shape;
+  int64_t numel() const;
 };
 
-// Gathers the AdamW state of this rank's `shard` of a flat buffer of `padded` elements
-// and splits it into whole per-parameter tensors ("<name>.exp_avg", "<name>.exp_avg_sq").
-// Collective. Appends to `out` and sets `*step`; nothing before the first update.
-absl::Status GatherShardState(ProcessGroup& group, torch::optim::Optimizer& optimizer,
-                              const torch::Tensor& shard, int64_t padded,
-                              const std::vector<FlatEntry>& entries,
-                              std::vector<std::pair<std::string, torch::Tensor>>* out, int64_t* step);
+// The pieces of the parameters of `entries` inside elements [shard_begin, shard_begin +
+// shard.numel()) of their flat buffer, as views of `shard`; `suffix` is appended to names.
+std::vector<Slice> FlatShardSlices(const std::vector<FlatEntry>& entries, int64_t shard_begin,
+                                   const torch::Tensor& shard, const std::string& suffix = "");
 
-// The inverse: re-cuts whole per-parameter state into this rank's shard.
-absl::Status ScatterShardState(int rank, int world, torch::optim::Optimizer& optimizer,
-                               const torch::Tensor& shard, int64_t padded,
-                               const std::vector<FlatEntry>& entries,
-                               const std::map<std::string, torch::Tensor>& tensors, int64_t step);
+// Fills `shard` (this rank's elements of a flat buffer, from shard_begin) with the
+// stored tensors "<name><suffix>" that overlap it; the padding stays zero.
+absl::Status ReadFlatShard(const std::vector<FlatEntry>& entries, int64_t shard_begin, const RangeReader& read,
+                           const std::string& suffix, torch::Tensor shard);
+
+// All-gathers a flat buffer of `padded` elements from each rank's shard values and
+// splits it into whole parameters (on rank 0 only; other ranks add nothing). Collective.
+absl::Status GatherFlatOnRoot(ProcessGroup& group, const std::vector<FlatEntry>& entries, int64_t padded,
+                              const torch::Tensor& shard, std::map<std::string, torch::Tensor>* out);
+
+// Weight decay applied by hand before an AdamW step without decay, for parameter
+// groups AdamW's flat shards cannot express: p *= 1 - lr * wd * mask.
+class DecayMask {
+ public:
+  DecayMask() = default;
+  // `decays[i]`: whether element i of `target` decays; no mask when all do.
+  DecayMask(torch::Tensor target, torch::Tensor decays) : target_(target), mask_(decays) {}
+  void Apply(double lr, double weight_decay) const;
+
+ private:
+  torch::Tensor target_, mask_;
+};
 
 }  // namespace loom::dist

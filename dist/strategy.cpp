@@ -24,11 +24,17 @@ int64_t ModelFingerprint(torch::nn::Module& model, std::string* description) {
   return static_cast<int64_t>(h);
 }
 
+// With a no-decay filter the decay is applied by hand (DecayMask), so AdamW gets none.
 torch::optim::AdamWOptions ToOptions(const AdamWSettings& s) {
   return torch::optim::AdamWOptions(s.lr)
       .betas({s.beta1, s.beta2})
       .eps(s.eps)
-      .weight_decay(s.weight_decay);
+      .weight_decay(s.no_decay ? 0.0 : s.weight_decay);
+}
+
+// 1 where parameter `name` decays, as a tensor like `like`.
+torch::Tensor DecayOnes(const AdamWSettings& s, const std::string& name, const torch::Tensor& like) {
+  return torch::full_like(like, s.no_decay(name) ? 0.0 : 1.0).reshape({-1});
 }
 
 std::vector<torch::Tensor> TrainableParams(torch::nn::Module& model, std::vector<std::string>* names) {
@@ -47,11 +53,16 @@ class Ddp : public Strategy {
  public:
   Ddp(std::vector<torch::Tensor> params, std::vector<std::string> names, ProcessGroup& group,
       const DistOptions& options, const AdamWSettings& adamw)
-      : params_(params), names_(names), optimizer_(params, ToOptions(adamw)) {
+      : rank_(group.rank()), params_(params), names_(names), adamw_(adamw), optimizer_(params, ToOptions(adamw)) {
     if (group.size() > 1) {
       reducer_ = std::make_unique<GradReducer>(params, std::move(names),
                                                BucketLayout::Make(params, options.bucket_mb, 1), group,
                                                GradReducer::Mode::kAllReduce, options.overlap);
+    }
+    if (adamw.no_decay) {
+      for (size_t i = 0; i < params_.size(); ++i) {
+        decay_.emplace_back(params_[i].detach().reshape({-1}), DecayOnes(adamw, names_[i], params_[i]));
+      }
     }
   }
 
@@ -91,6 +102,7 @@ class Ddp : public Strategy {
   }
 
   absl::Status Step(double lr) override {
+    for (const DecayMask& d : decay_) d.Apply(lr, adamw_.weight_decay);
     SetLr(optimizer_, lr);
     optimizer_.step();
     return absl::OkStatus();
@@ -108,34 +120,60 @@ class Ddp : public Strategy {
     return m;
   }
 
-  absl::StatusOr<OptimizerState> ExportOptimizer() override {
-    OptimizerState out;
+  std::vector<Slice> ParameterSlices() override {
+    std::vector<Slice> out;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      out.push_back({names_[i], params_[i].sizes().vec(), 0, params_[i].numel(), params_[i].detach().view({-1})});
+    }
+    return out;
+  }
+  bool parameters_replicated() const override { return true; }
+
+  OptimizerSlices OptimizerState() override {
+    OptimizerSlices out;
+    out.replicated = true;
     for (size_t i = 0; i < params_.size(); ++i) {
       const AdamWSlot slot = GetAdamWState(optimizer_, params_[i]);
       if (!slot.exp_avg.defined()) continue;
       out.step = slot.step;
-      out.tensors.push_back({names_[i] + ".exp_avg", slot.exp_avg.clone()});
-      out.tensors.push_back({names_[i] + ".exp_avg_sq", slot.exp_avg_sq.clone()});
+      const std::vector<int64_t> shape = params_[i].sizes().vec();
+      out.slices.push_back({names_[i] + ".exp_avg", shape, 0, params_[i].numel(), slot.exp_avg.view({-1})});
+      out.slices.push_back({names_[i] + ".exp_avg_sq", shape, 0, params_[i].numel(), slot.exp_avg_sq.view({-1})});
     }
     return out;
   }
 
-  absl::Status ImportOptimizer(const std::map<std::string, torch::Tensor>& tensors, int64_t step) override {
+  absl::Status LoadOptimizerState(const RangeReader& read, int64_t step) override {
     if (step == 0) return absl::OkStatus();
     for (size_t i = 0; i < params_.size(); ++i) {
       AdamWSlot slot;
       slot.step = step;
-      RETURN_IF_ERROR(FindState(tensors, names_[i], params_[i].sizes(), &slot.exp_avg, &slot.exp_avg_sq));
+      const int64_t n = params_[i].numel();
+      ASSIGN_OR_RETURN(slot.exp_avg, read(names_[i] + ".exp_avg", 0, n));
+      ASSIGN_OR_RETURN(slot.exp_avg_sq, read(names_[i] + ".exp_avg_sq", 0, n));
+      slot.exp_avg = slot.exp_avg.reshape(params_[i].sizes());
+      slot.exp_avg_sq = slot.exp_avg_sq.reshape(params_[i].sizes());
       SetAdamWState(optimizer_, params_[i], slot);
     }
     return absl::OkStatus();
   }
 
+  // Replicated values are whole on every rank: rank 0 reshapes its own.
+  absl::StatusOr<std::map<std::string, torch::Tensor>> GatherOnRoot(const std::vector<torch::Tensor>& values) override {
+    std::map<std::string, torch::Tensor> out;
+    if (rank_ != 0) return out;
+    for (size_t i = 0; i < params_.size(); ++i) out[names_[i]] = values[i].detach().view(params_[i].sizes()).clone();
+    return out;
+  }
+
  private:
+  int rank_;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
+  AdamWSettings adamw_;
   torch::optim::AdamW optimizer_;
   std::unique_ptr<GradReducer> reducer_;  // null with one process
+  std::vector<DecayMask> decay_;
 };
 
 // ZeRO-1 and -2: the parameters become views of flat per-bucket buffers; rank r owns
@@ -150,6 +188,7 @@ class Zero : public Strategy {
         group_(group),
         params_(params),
         names_(names),
+        adamw_(adamw),
         layout_(BucketLayout::Make(params, options.bucket_mb, group.size())),
         reducer_(params, std::move(names), layout_, group,
                  stage == 1 ? GradReducer::Mode::kAllReduce : GradReducer::Mode::kReduceScatter,
@@ -159,9 +198,11 @@ class Zero : public Strategy {
     for (const auto& bucket : layout_.buckets) {
       const torch::Tensor& first = params_[bucket.entries.front().param];
       torch::Tensor flat = torch::zeros({bucket.padded}, first.options().requires_grad(false));
+      torch::Tensor decays = adamw.no_decay ? torch::zeros({bucket.padded}, flat.options()) : torch::Tensor();
       for (const auto& e : bucket.entries) {
         torch::Tensor& p = params_[e.param];
         flat.narrow(0, e.offset, e.numel).copy_(p.reshape({-1}));
+        if (decays.defined()) decays.narrow(0, e.offset, e.numel).copy_(DecayOnes(adamw, names_[e.param], p));
         p.set_data(flat.narrow(0, e.offset, e.numel).view(p.sizes()));
       }
       const int64_t n = bucket.padded / world;
@@ -170,6 +211,7 @@ class Zero : public Strategy {
       entries_.push_back(std::move(entries));
       flat_params_.push_back(flat);
       shards_.push_back(flat.narrow(0, rank * n, n).detach().requires_grad_(true));
+      if (decays.defined()) decay_.emplace_back(shards_.back().detach(), decays.narrow(0, rank * n, n));
     }
     optimizer_ = std::make_unique<torch::optim::AdamW>(shards_, ToOptions(adamw));
   }
@@ -197,6 +239,7 @@ class Zero : public Strategy {
   }
 
   absl::Status Step(double lr) override {
+    for (const DecayMask& d : decay_) d.Apply(lr, adamw_.weight_decay);
     SetLr(*optimizer_, lr);
     optimizer_->step();
     std::vector<std::shared_ptr<Work>> work;
@@ -215,22 +258,50 @@ class Zero : public Strategy {
     return m;
   }
 
-  absl::StatusOr<OptimizerState> ExportOptimizer() override {
-    OptimizerState out;
+  std::vector<Slice> ParameterSlices() override {
+    std::vector<Slice> out;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      out.push_back({names_[i], params_[i].sizes().vec(), 0, params_[i].numel(), params_[i].detach().view({-1})});
+    }
+    return out;
+  }
+  bool parameters_replicated() const override { return true; }
+
+  OptimizerSlices OptimizerState() override {
+    OptimizerSlices out;
     for (size_t b = 0; b < shards_.size(); ++b) {
-      RETURN_IF_ERROR(GatherShardState(group_, *optimizer_, shards_[b], layout_.buckets[b].padded, entries_[b],
-                                       &out.tensors, &out.step));
+      const AdamWSlot slot = GetAdamWState(*optimizer_, shards_[b]);
+      if (!slot.exp_avg.defined()) continue;
+      out.step = slot.step;
+      const int64_t begin = group_.rank() * shards_[b].numel();
+      for (const auto& [suffix, state] : {std::pair{".exp_avg", slot.exp_avg}, {".exp_avg_sq", slot.exp_avg_sq}}) {
+        for (Slice& s : FlatShardSlices(entries_[b], begin, state, suffix)) out.slices.push_back(std::move(s));
+      }
     }
     return out;
   }
 
-  absl::Status ImportOptimizer(const std::map<std::string, torch::Tensor>& tensors, int64_t step) override {
+  absl::Status LoadOptimizerState(const RangeReader& read, int64_t step) override {
     if (step == 0) return absl::OkStatus();
     for (size_t b = 0; b < shards_.size(); ++b) {
-      RETURN_IF_ERROR(ScatterShardState(group_.rank(), group_.size(), *optimizer_, shards_[b],
-                                        layout_.buckets[b].padded, entries_[b], tensors, step));
+      const int64_t begin = group_.rank() * shards_[b].numel();
+      AdamWSlot slot;
+      slot.step = step;
+      slot.exp_avg = torch::zeros_like(shards_[b]).detach();
+      slot.exp_avg_sq = torch::zeros_like(shards_[b]).detach();
+      RETURN_IF_ERROR(ReadFlatShard(entries_[b], begin, read, ".exp_avg", slot.exp_avg));
+      RETURN_IF_ERROR(ReadFlatShard(entries_[b], begin, read, ".exp_avg_sq", slot.exp_avg_sq));
+      SetAdamWState(*optimizer_, shards_[b], slot);
     }
     return absl::OkStatus();
+  }
+
+  // The parameters are replicated: rank 0 reshapes its own values.
+  absl::StatusOr<std::map<std::string, torch::Tensor>> GatherOnRoot(const std::vector<torch::Tensor>& values) override {
+    std::map<std::string, torch::Tensor> out;
+    if (group_.rank() != 0) return out;
+    for (size_t i = 0; i < params_.size(); ++i) out[names_[i]] = values[i].detach().view(params_[i].sizes()).clone();
+    return out;
   }
 
  private:
@@ -238,12 +309,14 @@ class Zero : public Strategy {
   ProcessGroup& group_;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
+  AdamWSettings adamw_;
   BucketLayout layout_;
   GradReducer reducer_;
   std::vector<torch::Tensor> flat_params_;
   std::vector<torch::Tensor> shards_;
   std::vector<std::vector<FlatEntry>> entries_;  // per bucket: each parameter's place
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::vector<DecayMask> decay_;
 };
 
 }  // namespace

@@ -37,7 +37,7 @@ std::vector<std::string> DiTSizes() {
   return names;
 }
 
-absl::StatusOr<DiTConfig> ResolveDiT(const ModelOptions& m, int64_t image_size, int64_t channels) {
+absl::StatusOr<DiTConfig> ResolveDiT(const DiTOptions& m, int64_t image_size, int64_t channels) {
   DiTConfig c;
   c.image_size = image_size;
   c.channels = channels;
@@ -53,7 +53,7 @@ absl::StatusOr<DiTConfig> ResolveDiT(const ModelOptions& m, int64_t image_size, 
     if (slash == std::string::npos || it == Sizes().end()) {
       std::string known;
       for (const auto& n : DiTSizes()) known += (known.empty() ? "" : ", ") + n;
-      return absl::InvalidArgumentError("model.size '" + m.size + "' is not a registered DiT size (" + known + ")");
+      return absl::InvalidArgumentError("stage.model.size '" + m.size + "' is not a registered DiT size (" + known + ")");
     }
     c.width = it->second.width;
     c.depth = it->second.depth;
@@ -87,6 +87,12 @@ DiTBlockImpl::DiTBlockImpl(int64_t width, int64_t heads, double mlp_ratio, int64
 
 torch::Tensor DiTBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& c,
                                     const torch::Tensor& context, const torch::Tensor& mask) {
+  // `this` stays valid: a hook may rerun the body during backward, while the model lives.
+  return Call({x, c, context, mask}, [this](const Tensors& in) { return Tensors{Body(in[0], in[1], in[2], in[3])}; })[0];
+}
+
+torch::Tensor DiTBlockImpl::Body(const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& context,
+                                 const torch::Tensor& mask) {
   const auto m = adaLN_modulation->forward(torch::silu(c)).chunk(6, 1);  // 6 x [B, D]
   torch::Tensor h = x + m[2].unsqueeze(1) * attn->forward(Modulate(norm1->forward(x), m[0], m[1]));  // [B, N, D]
   h = h + cross_attn->forward(norm_cross->forward(h), context, mask);  // image queries, text keys/values
@@ -113,22 +119,11 @@ DiTImpl::DiTImpl(const DiTConfig& c) : config(c) {
   }
 }
 
-std::vector<std::shared_ptr<torch::nn::Module>> DiTImpl::blocks() {
-  std::vector<std::shared_ptr<torch::nn::Module>> out;
-  for (auto& b : block_list) out.push_back(b.ptr());
-  return out;
-}
-
 torch::Tensor DiTImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context,
                                const torch::Tensor& mask) {
   torch::Tensor x = x_embedder->forward(x_t) + pos_embed.unsqueeze(0);  // [B, N, D], N = H*W/p^2
   const torch::Tensor c = t_embedder->forward(t);                       // [B, D]
-  for (size_t i = 0; i < block_list.size(); ++i) {
-    auto block = block_list[i].ptr();  // by value: a wrapper may rerun the block in backward
-    x = RunBlock(i, {x, c, context, mask}, [block](const Tensors& in) {
-          return Tensors{block->forward(in[0], in[1], in[2], in[3])};
-        })[0];
-  }
+  for (DiTBlock& block : block_list) x = block->forward(x, c, context, mask);  // [B, N, D]
   const auto m = final_adaLN->forward(torch::silu(c)).chunk(2, 1);                 // shift, scale [B, D]
   x = final_linear->forward(Modulate(final_norm->forward(x), m[0], m[1]));          // [B, N, p*p*C]
   return Unpatchify(x, config.channels, config.patch, x_t.size(2), x_t.size(3));  // [B, C, H, W]

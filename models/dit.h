@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/block_host.h"
+#include "core/unit.h"
 #include "core/status.h"
 #include "models/layers/attention.h"
 #include "models/layers/embeddings.h"
@@ -31,16 +31,19 @@ struct DiTConfig {
 };
 
 // Resolves model.size ("S/4", ...) or the spelled-out numbers into a DiTConfig.
-absl::StatusOr<DiTConfig> ResolveDiT(const ModelOptions& model, int64_t image_size, int64_t channels);
+absl::StatusOr<DiTConfig> ResolveDiT(const DiTOptions& model, int64_t image_size, int64_t channels);
 // The registered sizes: "XS/2", "XS/4", "S/2", "S/4", "B/2", "B/4", ...
 std::vector<std::string> DiTSizes();
 
-class DiTBlockImpl : public torch::nn::Module {
+// One block; a Unit (core/unit.h), so ZeRO-3 shards and gathers blocks one at a time.
+class DiTBlockImpl : public torch::nn::Module, public Unit {
  public:
   DiTBlockImpl(int64_t width, int64_t heads, double mlp_ratio, int64_t context_dim);
   // x: [B, N, D]; c: [B, D] (timestep); context: [B, L, Dc]; mask: [B, L].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& context,
                         const torch::Tensor& mask);
+  torch::Tensor Body(const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& context,
+                     const torch::Tensor& mask);
   torch::nn::LayerNorm norm1{nullptr}, norm_cross{nullptr}, norm2{nullptr};
   Attention attn{nullptr}, cross_attn{nullptr};
   Mlp mlp{nullptr};
@@ -48,14 +51,13 @@ class DiTBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DiTBlock);
 
-class DiTImpl : public torch::nn::Module, public BlockHost {
+class DiTImpl : public torch::nn::Module {
  public:
   explicit DiTImpl(const DiTConfig& config);
   // x_t: [B, C, H, W]; t: int64 [B]; context: [B, L, Dc]; mask: bool [B, L].
   // Returns the prediction [B, C, H, W].
   torch::Tensor forward(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context,
                         const torch::Tensor& mask);
-  std::vector<std::shared_ptr<torch::nn::Module>> blocks() override;
 
   DiTConfig config;
   PatchEmbed x_embedder{nullptr};

@@ -1,4 +1,4 @@
-// Schema of the `model:` config section (see options.h).
+// Schemas of the network options (see options.h).
 #include "models/options.h"
 
 namespace loom::models {
@@ -21,9 +21,8 @@ void TextEncoderOptions::Describe(config::Fields<TextEncoderOptions>& f) {
   f.Check([](const O& o) { return HeadsDivideWidth(o.width, o.heads); });
 }
 
-void ModelOptions::Describe(config::Fields<ModelOptions>& f) {
-  using O = ModelOptions;
-  f.Add("kind", &O::kind, "architecture").Rule(config::OneOf({"dit"}));
+void DiTOptions::Describe(config::Fields<DiTOptions>& f) {
+  using O = DiTOptions;
   f.Add("size", &O::size, "a registered size such as S/4; empty: patch/width/depth/heads below");
   f.Add("patch", &O::patch, "patch side in pixels (or latent cells)").Rule(config::Between(1, 64));
   f.Add("width", &O::width, "token width").Rule(config::Between(8, 16384));

@@ -1,4 +1,5 @@
-// models: the `model:` section of an experiment config (architecture and sizes).
+// models: the options of the networks (architecture and sizes), as sections of the
+// stage kinds that use them (stage.model of a dit stage, ...).
 #pragma once
 
 #include <string>
@@ -16,8 +17,7 @@ struct TextEncoderOptions {
   static void Describe(config::Fields<TextEncoderOptions>& f);
 };
 
-struct ModelOptions {
-  std::string kind = "dit";
+struct DiTOptions {
   std::string size = "";  // a registered size ("S/4"); empty: the numbers below
   int patch = 4;
   int width = 256;
@@ -26,7 +26,7 @@ struct ModelOptions {
   double mlp_ratio = 4.0;
   TextEncoderOptions text;
 
-  static void Describe(config::Fields<ModelOptions>& f);
+  static void Describe(config::Fields<DiTOptions>& f);
 };
 
 }  // namespace loom::models

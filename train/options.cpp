@@ -1,4 +1,4 @@
-// Schemas of the run/optim/train sections and of the experiment tree (see options.h).
+// Schemas of the run, optim and train sections (see options.h).
 #include "train/options.h"
 
 namespace loom::train {
@@ -44,7 +44,9 @@ void TrainOptions::Describe(config::Fields<TrainOptions>& f) {
   f.Add("precision", &O::precision, "fp32, or bf16 autocast").Rule(config::OneOf({"fp32", "bf16"}));
   f.Add("log_every", &O::log_every, "steps between progress lines and metrics.jsonl rows")
       .Rule(config::Positive());
-  f.Add("sample_every", &O::sample_every, "steps between sample grids; 0 = never")
+  f.Add("sample_every", &O::sample_every, "steps between previews (sample grids, reconstructions); 0 = never")
+      .Rule(config::AtLeast(0));
+  f.Add("eval_every", &O::eval_every, "steps between evaluations (the stage's own, see stage.eval); 0 = never")
       .Rule(config::AtLeast(0));
   f.Add("checkpoint_every", &O::checkpoint_every, "steps between checkpoints; 0 = only at the end")
       .Rule(config::AtLeast(0));
@@ -52,44 +54,6 @@ void TrainOptions::Describe(config::Fields<TrainOptions>& f) {
       .Rule(config::Between(1, 1000));
   f.Add("on_nan", &O::on_nan, "a non-finite loss stops the run (naming step and rank) or skips the step")
       .Rule(config::OneOf({"stop", "skip"}));
-}
-
-void EvalOptions::Describe(config::Fields<EvalOptions>& f) {
-  using O = EvalOptions;
-  f.Add("every", &O::every, "steps between judged evaluations (prompt accuracy, Frechet distance); 0 = never")
-      .Rule(config::AtLeast(0));
-  f.Add("judge", &O::judge, "judge directory made by 'loom eval classifier' (needed when every > 0)");
-  f.Add("per_class", &O::per_class, "samples per class and template").Rule(config::Positive());
-  f.Add("steps", &O::steps, "DDIM steps of the evaluation samples").Rule(config::Positive());
-  f.Add("cfg", &O::cfg, "guidance scale of the evaluation samples").Rule(config::AtLeast(0));
-  f.Add("templates", &O::templates, "prompt templates ({class}, {a_class}); empty: the defaults");
-}
-
-void ExperimentOptions::Describe(config::Fields<ExperimentOptions>& f) {
-  using O = ExperimentOptions;
-  f.Add("run", &O::run, "run identity and outputs");
-  f.Add("data", &O::data, "training data and loader");
-  f.Add("model", &O::model, "network architecture");
-  f.Add("diffusion", &O::diffusion, "diffusion process and objective");
-  f.Add("optim", &O::optim, "optimizer and learning-rate schedule");
-  f.Add("train", &O::train, "training loop");
-  f.Add("eval", &O::eval, "judged evaluation during training");
-  f.Add("dist", &O::dist, "distribution strategy");
-  f.Check([](const O& o) -> std::string {
-    if (o.data.image_size % o.model.patch != 0) {
-      return "data.image_size " + std::to_string(o.data.image_size) +
-             " must be divisible by model.patch " + std::to_string(o.model.patch);
-    }
-    if (o.data.batch_size % o.train.grad_accum != 0) {
-      return "data.batch_size " + std::to_string(o.data.batch_size) +
-             " must be divisible by train.grad_accum " + std::to_string(o.train.grad_accum);
-    }
-    if (o.eval.every > 0 && o.eval.judge.empty()) {
-      return "eval.every is " + std::to_string(o.eval.every) +
-             " but eval.judge is empty; name a judge made by 'loom eval classifier' or set eval.every: 0";
-    }
-    return "";
-  });
 }
 
 }  // namespace loom::train

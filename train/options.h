@@ -1,17 +1,14 @@
-// train: the `run:`, `optim:` and `train:` sections, and ExperimentOptions, the whole
-// config tree of one experiment (one section per component, mirroring the code).
+// train: the `run:`, `train:` and `optim:` sections of an experiment config (run identity,
+// the loop's schedule of steps, logging, checkpoints, previews and evaluations; AdamW,
+// its learning-rate schedule and clipping, which each trainable of a stage has its own
+// of). Torch-free; train/optim.h turns an optim section into AdamW settings and LRs.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "core/config/schema.h"
-#include "data/options.h"
-#include "diffusion/options.h"
-#include "dist/options.h"
-#include "models/options.h"
 
 namespace loom::train {
 
@@ -43,36 +40,12 @@ struct TrainOptions {
   std::string precision = "fp32";
   int64_t log_every = 50;
   int64_t sample_every = 1000;
+  int64_t eval_every = 0;
   int64_t checkpoint_every = 1000;
   int keep_checkpoints = 3;
   std::string on_nan = "stop";
 
   static void Describe(config::Fields<TrainOptions>& f);
-};
-
-// Judged evaluation during training (train/prompt_eval.h), on rank 0.
-struct EvalOptions {
-  int64_t every = 0;        // steps between evaluations; 0 = never
-  std::string judge = "";   // judge directory made by `loom eval classifier`
-  int64_t per_class = 10;
-  int steps = 25;
-  double cfg = 4.0;
-  std::vector<std::string> templates;  // empty: the default templates
-
-  static void Describe(config::Fields<EvalOptions>& f);
-};
-
-struct ExperimentOptions {
-  RunOptions run;
-  data::DataOptions data;
-  models::ModelOptions model;
-  diffusion::DiffusionOptions diffusion;
-  OptimOptions optim;
-  TrainOptions train;
-  EvalOptions eval;
-  dist::DistOptions dist;
-
-  static void Describe(config::Fields<ExperimentOptions>& f);
 };
 
 }  // namespace loom::train

@@ -1,6 +1,7 @@
-// The training loop (see trainer.h): loader -> stage loss -> backward -> strategy
-// (gradient reduction, clipping, sharded or replicated AdamW) -> EMA -> progress line
-// and metrics.jsonl -> sample grids -> final weights.
+// The training loop (see trainer.h): loader -> the stage's loss for each active
+// trainable -> backward -> its strategy (gradient reduction, clipping, sharded or
+// replicated AdamW) -> moving averages -> progress line and metrics.jsonl -> previews,
+// evaluations, checkpoints -> final weights.
 #include "train/trainer.h"
 
 #include <chrono>
@@ -10,24 +11,18 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
-#include "core/image_io.h"
 #include "core/log.h"
 #include "core/safetensors.h"
-#include "data/manifest.h"
-#include "data/tokenizer.h"
 #include "dist/placement.h"
 #include "dist/process_group.h"
 #include "dist/runtime.h"
-#include "dist/strategy.h"
 #include "train/checkpoint.h"
-#include "train/dit_stage.h"
-#include "train/prompt_eval.h"
-#include "train/sample_grid.h"
-#include "train/schedule.h"
+#include "train/resume.h"
+#include "train/run_setup.h"
+#include "train/trainables.h"
 
 namespace loom::train {
 namespace {
@@ -43,13 +38,10 @@ std::string Eta(double seconds) {
   return text;
 }
 
-// The prompts of the sample grids: one per label name ("a photo of a sneaker"), else a
-// few of the training captions.
-std::vector<std::string> GridPrompts(const data::Manifest& m, const data::Batch& first) {
-  std::vector<std::string> prompts;
-  for (const std::string& name : m.label_names) prompts.push_back(RenderTemplate("a photo of {a_class}", name));
-  for (size_t i = 0; prompts.empty() && i < first.captions.size() && i < 8; ++i) prompts.push_back(first.captions[i]);
-  return prompts;
+std::string StepFile(int64_t step) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "step-%07lld.png", static_cast<long long>(step));
+  return name;
 }
 
 // Fault injection for tests: LOOM_FAULT_NAN_LOSS=STEP:RANK makes that rank's loss (and so
@@ -63,6 +55,21 @@ bool InjectNan(int64_t step, int rank) {
   return std::sscanf(env, "%lld:%d", &s, &r) == 2 && s == step && r == rank;
 }
 
+// The final weights (moving averages where kept) and buffers, by stage name.
+absl::Status WriteFinalWeights(const std::string& path, const std::map<std::string, torch::Tensor>& weights, bool ema) {
+  std::vector<NamedTensor> tensors;
+  for (const auto& [name, t] : weights) tensors.push_back({name, t});
+  return WriteSafetensors(path, tensors, {{"format", "loom-weights"}, {"weights", ema ? "ema" : "raw"}});
+}
+
+// One step's figures, the same on every rank after one all-reduce.
+struct StepFigures {
+  std::vector<double> loss;      // per trainable (NaN when inactive)
+  std::vector<double> grad_norm;  // per trainable
+  std::vector<std::pair<std::string, double>> metrics;
+  int bad_rank = -1;             // the first rank whose loss was not finite
+};
+
 }  // namespace
 
 absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml) {
@@ -71,7 +78,6 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   const torch::Device device = place.device >= 0 ? torch::Device(torch::kCUDA, place.device) : torch::Device(torch::kCPU);
 
   // ---- check everything before anything is written ------------------------------------
-
   const int64_t micro = o.data.batch_size / o.train.grad_accum;  // global micro-batch
   if (micro % proc.world != 0) {
     return absl::InvalidArgumentError(
@@ -80,111 +86,50 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
         " samples per micro-batch does not divide by the world size " + std::to_string(proc.world) +
         "; choose a data.batch_size that does");
   }
-  if (o.data.train.empty()) return absl::InvalidArgumentError("data.train is empty: name a dataset directory");
-  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(o.data.train));
-  if (manifest.spec.modality != data::Modality::kImage) {
-    return absl::InvalidArgumentError(o.data.train + " holds video; the DiT image stage trains on images");
-  }
-  const std::string tokenizer_path = o.data.tokenizer.empty() ? o.data.train + "/tokenizer.model" : o.data.tokenizer;
-  ASSIGN_OR_RETURN(auto tokenizer, data::Tokenizer::Load(tokenizer_path));
-  if (tokenizer->vocab_size() > o.model.text.vocab) {
-    return absl::InvalidArgumentError("the tokenizer has " + std::to_string(tokenizer->vocab_size()) +
-                                      " tokens but model.text.vocab is " + std::to_string(o.model.text.vocab) +
-                                      "; raise model.text.vocab");
-  }
-  ASSIGN_OR_RETURN(models::DiTConfig dit_config, models::ResolveDiT(o.model, o.data.image_size, manifest.spec.channels));
-  std::optional<eval::Judge> judge;
-  if (o.eval.every > 0) {
-    ASSIGN_OR_RETURN(judge, eval::Judge::Load(o.eval.judge));
-    RETURN_IF_ERROR(CheckJudgeFits(*judge, dit_config.image_size, dit_config.channels, o.data.fit));
-  }
-  ASSIGN_OR_RETURN(diffusion::GaussianDiffusion diffusion, diffusion::GaussianDiffusion::Create(o.diffusion));
+  ASSIGN_OR_RETURN(RunSetup setup, SetUpRun(o, device));
+  stages::Stage& stage = *setup.stage;
   const fs::path run_dir = fs::path(o.run.dir) / o.run.name;
-  std::optional<LoadedCheckpoint> resume;
+  ASSIGN_OR_RETURN(auto group, dist::CreateProcessGroup({o.dist.backend, o.dist.timeout_s}, device));
   if (fs::exists(run_dir / "config.yaml")) {
-    ASSIGN_OR_RETURN(resume, LoadLatestCheckpoint(run_dir.string()));
-    if (!resume) {
+    ASSIGN_OR_RETURN(const int64_t newest, AgreedNewestCheckpoint(*group, run_dir.string()));
+    if (newest < 0) {
       return absl::AlreadyExistsError(run_dir.string() + " holds an earlier run without a complete checkpoint; "
                                       "choose another run.name or remove the directory");
     }
-    if (resume->step >= o.train.steps) {
-      log::Info() << run_dir.string() << " finished at step " << resume->step
-                  << "; raise train.steps to train further";
-      // A crash between the last checkpoint and the final weights: write them now.
-      if (proc.rank == 0 && !fs::exists(run_dir / "model.safetensors")) {
-        const auto& weights = resume->ema.empty() ? resume->model : resume->ema;
-        std::vector<NamedTensor> tensors;
-        for (const auto& [name, t] : weights) tensors.push_back({name, t});
-        RETURN_IF_ERROR(WriteSafetensors((run_dir / "model.safetensors").string(), tensors,
-                                         {{"format", "loom-weights"}, {"weights", resume->ema.empty() ? "raw" : "ema"}}));
-      }
-      return absl::OkStatus();
-    }
   }
+  ASSIGN_OR_RETURN(std::vector<TrainableRun> runs, StartTrainables(stage, *group, o.dist));
+  ASSIGN_OR_RETURN(std::optional<CheckpointState> resume,
+                   Resume(*group, run_dir.string(), stage, runs, resolved_yaml, setup.dependency_records));
   const int64_t start_step = resume ? resume->step : 0;
-  const data::LoaderState start_state =
-      resume ? resume->loader : data::LoaderState{0, 0, static_cast<uint64_t>(o.run.seed)};
-
-  data::LoaderOptions lo;
-  lo.dir = o.data.train;
-  lo.batch = micro;
-  lo.rank = proc.rank;
-  lo.world = proc.world;
-  lo.workers = o.data.workers;
-  lo.prefetch = o.data.prefetch;
-  lo.image_size = o.data.image_size;
-  lo.channels = o.data.channels;
-  lo.fit = o.data.fit;
-  lo.flip = o.data.flip;
-  lo.tokenizer = tokenizer;
-  lo.max_tokens = o.data.max_tokens;
-  lo.skip_bad = o.data.on_error == "skip";
-  lo.max_skipped = o.data.max_skipped;
-  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(lo, start_state));
-
-  // ---- model, strategy -------------------------------------------------------------------
-  torch::manual_seed(static_cast<uint64_t>(o.run.seed));  // the same init everywhere (rank 0's wins anyway)
-  DiTStage stage(dit_config, o.model.text, o.data.max_tokens, diffusion);
-  if (resume) {
-    torch::NoGradGuard no_grad;
-    for (auto& item : stage->named_parameters()) {
-      const auto it = resume->model.find(item.key());
-      if (it == resume->model.end() || it->second.sizes() != item.value().sizes()) {
-        return absl::InvalidArgumentError(resume->dir + " holds another model (parameter '" + item.key() +
-                                          "' is missing or has another shape); it cannot resume this config");
-      }
-      item.value().copy_(it->second);
-    }
-    if (resume->model.size() != stage->named_parameters().size()) {
-      return absl::InvalidArgumentError(resume->dir + " holds another model (its parameter count differs)");
-    }
+  int64_t skipped_steps = resume ? resume->skipped_steps : 0;
+  const auto weights_path = (run_dir / "model.safetensors").string();
+  if (resume && start_step >= o.train.steps) {
+    log::Info() << run_dir.string() << " finished at step " << start_step << "; raise train.steps to train further";
+    // A crash between the last checkpoint and the final weights: write them now.
+    ASSIGN_OR_RETURN(auto weights, GatherWeights(stage, runs, /*ema=*/true));
+    if (proc.rank == 0 && !fs::exists(weights_path)) RETURN_IF_ERROR(WriteFinalWeights(weights_path, weights, runs[0].ema != nullptr));
+    return group->Barrier();
   }
-  stage->to(device);
-  ASSIGN_OR_RETURN(auto group, dist::CreateProcessGroup({o.dist.backend, o.dist.timeout_s}, device));
-  ASSIGN_OR_RETURN(auto strategy, dist::ApplyStrategy(stage.ptr(), *group, o.dist, AdamWSettingsOf(o.optim)));
-  RETURN_IF_ERROR(strategy->GatherFullParameters());
-  std::unique_ptr<Ema> ema = o.train.ema > 0 ? std::make_unique<Ema>(*stage, o.train.ema) : nullptr;
-  if (resume) {
-    RETURN_IF_ERROR(strategy->ImportOptimizer(resume->optimizer, resume->adam_step));
-    if (ema && !resume->ema.empty() && !ema->Load(resume->ema, start_step)) {
-      return absl::InvalidArgumentError(resume->dir + ": its EMA weights do not fit this model");
-    }
-    log::Info() << "resuming from " << resume->dir << " (step " << start_step << ", saved at world "
-                << resume->world << " with " << resume->strategy << ")";
+  const data::LoaderState start_state = resume ? resume->loader : data::LoaderState{0, 0, static_cast<uint64_t>(o.run.seed)};
+  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(TrainLoaderOptions(o, setup, proc.rank, proc.world, micro), start_state));
+  stages::PreviewData preview;
+  if (proc.rank == 0 && (o.train.sample_every > 0 || o.train.eval_every > 0)) {
+    ASSIGN_OR_RETURN(preview, LoadPreviewData(o, setup));
   }
+  if (resume) log::Info() << "resuming from step " << start_step << " (saved at world " << resume->world << ")";
 
   int64_t params = 0;
-  for (const auto& p : stage->parameters()) params += p.numel();
+  for (const auto& p : stage.parameters()) params += p.numel();
   if (proc.rank == 0) {
     fs::create_directories(run_dir / "samples");
     RETURN_IF_ERROR(WriteFileAtomic((run_dir / "config.yaml").string(), resolved_yaml));  // current config
     log::SetFile((run_dir / "log.txt").string());
   }
-  log::Info() << "run " << run_dir.string() << ": DiT " << dit_config.width << "x" << dit_config.depth << " patch "
-              << dit_config.patch << " + text " << o.model.text.width << "x" << o.model.text.depth << ", "
-              << params << " parameters; " << proc.world << " rank(s) x " << place.threads << " thread(s) on "
-              << device.str() << "; strategy " << strategy->name() << "; global batch " << o.data.batch_size
-              << " (" << o.train.grad_accum << " micro-batches)";
+  std::string trainables;
+  for (const TrainableRun& r : runs) trainables += (trainables.empty() ? "" : ", ") + r.spec.name + " (" + r.strategy->name() + ")";
+  log::Info() << "run " << run_dir.string() << ": " << o.stage.kind() << " stage, " << params << " parameters in "
+              << trainables << "; " << proc.world << " rank(s) x " << place.threads << " thread(s) on " << device.str()
+              << "; global batch " << o.data.batch_size << " (" << o.train.grad_accum << " micro-batches)";
   std::ofstream metrics;
   if (proc.rank == 0) metrics.open(run_dir / "metrics.jsonl", std::ios::app);
 
@@ -192,60 +137,76 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   const auto started = Clock::now();
   auto window = Clock::now();
   int64_t window_samples = 0;
-  std::vector<std::string> prompts;
   constexpr int kMaxSkippedInARow = 10;
   int skipped_in_a_row = 0;
-  int64_t skipped_steps = 0;
-  // A copy of the model holding the EMA weights, for samples and evaluation (training
-  // is not disturbed).
-  const auto averaged = [&]() {
-    DiTStage copy(dit_config, o.model.text, o.data.max_tokens, diffusion);
-    copy->to(device);
-    {
-      torch::NoGradGuard no_grad;
-      const auto src = stage->parameters();
-      const auto dst = copy->parameters();
-      for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-    }
-    if (ema) ema->CopyTo(*copy);
-    copy->eval();
-    return copy;
+  const size_t K = runs.size();
+  // The moving averages as a fresh copy of the stage on rank 0 (collective).
+  const auto averaged = [&]() -> absl::StatusOr<std::shared_ptr<stages::Stage>> {
+    ASSIGN_OR_RETURN(auto weights, GatherWeights(stage, runs, /*ema=*/true));
+    if (proc.rank != 0) return std::shared_ptr<stages::Stage>();
+    return CopyStage(setup, weights, device);
   };
   for (int64_t step = start_step; step < o.train.steps; ++step) {
     group->SetStep(step);
-    strategy->ZeroGrad();
-    double loss_sum = 0;
-    for (int k = 0; k < o.train.grad_accum; ++k) {
+    std::vector<int> active;
+    for (size_t k = 0; k < K; ++k) {
+      if (runs[k].spec.Active(step)) active.push_back(static_cast<int>(k));
+    }
+    for (int k : active) runs[k].strategy->ZeroGrad();
+    std::vector<double> loss_sum(K, 0.0);
+    std::vector<std::pair<std::string, double>> metric_sum;
+    for (int micro_step = 0; micro_step < o.train.grad_accum; ++micro_step) {
       ASSIGN_OR_RETURN(data::Batch batch, loader->Next());
-      if (prompts.empty()) prompts = GridPrompts(manifest, batch);
-      strategy->SetSync(k == o.train.grad_accum - 1);
-      const torch::Tensor losses = stage->Loss(batch, static_cast<uint64_t>(o.run.seed), step, o.data.caption_dropout,
-                                               o.train.precision == "bf16");
-      torch::Tensor loss = losses.mean() / o.train.grad_accum;
-      if (InjectNan(step + 1, proc.rank)) loss = loss * std::numeric_limits<double>::quiet_NaN();
-      loss.backward();
-      loss_sum += loss.item<double>();
+      for (int k : active) {
+        FreezeAllBut(runs, k);
+        runs[k].strategy->SetSync(micro_step == o.train.grad_accum - 1);
+        stages::LossResult r = stage.Loss(batch, {static_cast<uint64_t>(o.run.seed), step, k, o.train.precision == "bf16"});
+        torch::Tensor loss = r.loss / o.train.grad_accum;
+        if (k == active.front() && InjectNan(step + 1, proc.rank)) loss = loss * std::numeric_limits<double>::quiet_NaN();
+        loss.backward();
+        loss_sum[k] += loss.item<double>();
+        for (size_t m = 0; m < r.metrics.size(); ++m) {
+          const double v = r.metrics[m].second.item<double>() / o.train.grad_accum;
+          if (micro_step == 0) {
+            metric_sum.push_back({r.metrics[m].first, v});
+          } else {
+            metric_sum[metric_sum.size() - r.metrics.size() + m].second += v;
+          }
+        }
+      }
+      FreezeAllBut(runs, -1);
     }
-    RETURN_IF_ERROR(strategy->FinishBackward());
-    // The loss averaged over ranks (the same number on every rank), and which ranks saw a
-    // non-finite loss, in one collective.
-    torch::Tensor global = torch::zeros({1 + proc.world}, torch::kFloat64);
-    global[0] = loss_sum / proc.world;
-    global[1 + proc.rank] = std::isfinite(loss_sum) ? 0.0 : 1.0;
+    for (int k : active) RETURN_IF_ERROR(runs[k].strategy->FinishBackward());
+    // Losses and metrics averaged over ranks (the same numbers on every rank), and which
+    // ranks saw a non-finite loss, in one collective.
+    const size_t A = active.size(), M = metric_sum.size();
+    torch::Tensor global = torch::zeros({static_cast<int64_t>(A + M) + proc.world}, torch::kFloat64);
+    bool finite = true;
+    for (size_t a = 0; a < A; ++a) {
+      global[a] = loss_sum[active[a]] / proc.world;
+      finite = finite && std::isfinite(loss_sum[active[a]]);
+    }
+    for (size_t m = 0; m < M; ++m) global[A + m] = metric_sum[m].second / proc.world;
+    global[A + M + proc.rank] = finite ? 0.0 : 1.0;
     RETURN_IF_ERROR(group->AllReduce(global, dist::ReduceOp::kSum, dist::Dispatch::kCaller)->Wait());
-    const double step_loss = global[0].item<double>();
-    int bad_rank = -1;
-    for (int r = 0; r < proc.world && bad_rank < 0; ++r) {
-      if (global[1 + r].item<double>() != 0) bad_rank = r;
+    StepFigures f;
+    f.loss.assign(K, std::numeric_limits<double>::quiet_NaN());
+    f.grad_norm.assign(K, std::numeric_limits<double>::quiet_NaN());
+    for (size_t a = 0; a < A; ++a) f.loss[active[a]] = global[a].item<double>();
+    for (size_t m = 0; m < M; ++m) f.metrics.push_back({metric_sum[m].first, global[A + m].item<double>()});
+    for (int r = 0; r < proc.world && f.bad_rank < 0; ++r) {
+      if (global[A + M + r].item<double>() != 0) f.bad_rank = r;
     }
-    double grad_norm = std::numeric_limits<double>::quiet_NaN();
-    if (bad_rank < 0) {
-      ASSIGN_OR_RETURN(grad_norm, strategy->ClipGradNorm(o.optim.clip_grad));
+    bool grads_finite = true;
+    if (f.bad_rank < 0) {
+      for (int k : active) {
+        ASSIGN_OR_RETURN(f.grad_norm[k], runs[k].strategy->ClipGradNorm(runs[k].spec.optim.clip_grad));
+        grads_finite = grads_finite && std::isfinite(f.grad_norm[k]);
+      }
     }
-    const double lr = LearningRate(o.optim, step, o.train.steps);
-    if (bad_rank >= 0 || !std::isfinite(grad_norm)) {
-      const std::string what = bad_rank >= 0 ? "the loss is not finite on rank " + std::to_string(bad_rank)
-                                             : "the gradient norm is not finite";
+    if (f.bad_rank >= 0 || !grads_finite) {
+      const std::string what = f.bad_rank >= 0 ? "the loss is not finite on rank " + std::to_string(f.bad_rank)
+                                               : "the gradient norm is not finite";
       if (o.train.on_nan == "stop") {
         return absl::FailedPreconditionError("step " + std::to_string(step + 1) + ": " + what +
                                              "; lower optim.lr, or set train.on_nan: skip to skip such steps");
@@ -261,9 +222,12 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       }
     } else {
       skipped_in_a_row = 0;
-      RETURN_IF_ERROR(strategy->Step(lr));
-      RETURN_IF_ERROR(strategy->GatherFullParameters());
-      if (ema) ema->Update(*stage);
+      for (int k : active) {
+        RETURN_IF_ERROR(runs[k].strategy->Step(runs[k].LearningRate(step, o.train.steps)));
+        if (runs[k].ema) runs[k].ema->Update();
+        ++runs[k].steps;
+      }
+      stage.AfterStep(step);
     }
     window_samples += o.data.batch_size;
 
@@ -274,96 +238,84 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
       const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
       const double eta = elapsed / (step + 1 - start_step) * (o.train.steps - step - 1);
       char line[256];
-      std::snprintf(line, sizeof(line), "step %lld/%lld  loss %.5f  lr %.3g  grad %.3f  %.1f samples/s  eta %s",
-                    static_cast<long long>(step + 1), static_cast<long long>(o.train.steps), step_loss, lr,
-                    grad_norm, rate, Eta(eta).c_str());
-      log::Info() << line;
+      const double lr0 = runs[0].LearningRate(step, o.train.steps);
+      std::snprintf(line, sizeof(line), "step %lld/%lld  loss %.5f  lr %.3g  grad %.3f",
+                    static_cast<long long>(step + 1), static_cast<long long>(o.train.steps), f.loss[0], lr0,
+                    f.grad_norm[0]);
+      std::string text = line;
+      nlohmann::ordered_json row = {{"step", step + 1}, {"loss", f.loss[0]}, {"lr", lr0}, {"grad_norm", f.grad_norm[0]}};
+      for (size_t k = 1; k < K; ++k) {
+        if (!runs[k].spec.Active(step)) continue;
+        const std::string& name = runs[k].spec.name;
+        std::snprintf(line, sizeof(line), "  %s loss %.5f  grad %.3f", name.c_str(), f.loss[k], f.grad_norm[k]);
+        text += line;
+        row[name + ".loss"] = f.loss[k];
+        row[name + ".lr"] = runs[k].LearningRate(step, o.train.steps);
+        row[name + ".grad_norm"] = f.grad_norm[k];
+      }
+      for (const auto& [name, value] : f.metrics) {
+        std::snprintf(line, sizeof(line), "  %s %.4g", name.c_str(), value);
+        text += line;
+        row[name] = value;
+      }
+      std::snprintf(line, sizeof(line), "  %.1f samples/s  eta %s", rate, Eta(eta).c_str());
+      log::Info() << text << line;
+      row["samples_per_s"] = rate;
+      row["elapsed_s"] = elapsed;
+      row["skipped_steps"] = skipped_steps;
       if (metrics.is_open()) {
-        metrics << nlohmann::json({{"step", step + 1}, {"loss", step_loss}, {"lr", lr}, {"grad_norm", grad_norm},
-                                   {"samples_per_s", rate}, {"elapsed_s", elapsed},
-                                   {"skipped_steps", skipped_steps}})
-                       .dump()
-                << "\n";
+        metrics << row.dump() << "\n";
         metrics.flush();
       }
       window = Clock::now();
       window_samples = 0;
     }
     if ((o.train.checkpoint_every > 0 && (step + 1) % o.train.checkpoint_every == 0) || last) {
-      // Collective (ZeRO shards are gathered); rank 0 writes.
-      ASSIGN_OR_RETURN(dist::Strategy::OptimizerState opt, strategy->ExportOptimizer());
-      if (proc.rank == 0) {
-        CheckpointContents c;
-        c.step = step + 1;
-        c.loader = loader->state();
-        c.world = proc.world;
-        c.strategy = strategy->name();
-        c.adam_step = opt.step;
-        for (const auto& item : stage->named_parameters()) c.model.push_back({item.key(), item.value()});
-        if (ema) {
-          for (size_t i = 0; i < ema->names().size(); ++i) c.ema.push_back({ema->names()[i], ema->shadow()[i]});
+      CheckpointState state;
+      state.step = step + 1;
+      state.loader = loader->state();
+      state.world = proc.world;
+      state.trainables = Records(runs);
+      state.skipped_steps = skipped_steps;
+      state.dependencies = setup.dependency_records;
+      ASSIGN_OR_RETURN(const std::vector<int64_t> bytes,
+                       SaveCheckpoint(*group, run_dir.string(), state, CheckpointSlices(stage, runs, proc.rank),
+                                      resolved_yaml, stage.Assets(), o.train.keep_checkpoints));
+      std::string per_rank;
+      for (int64_t b : bytes) per_rank += (per_rank.empty() ? "" : ", ") + std::to_string(b);
+      log::Info() << "checkpoint: " << (run_dir / "checkpoints").string() << " step " << step + 1
+                  << " (bytes written per rank: " << per_rank << ")";
+    }
+    const bool preview_now = o.train.sample_every > 0 && ((step + 1) % o.train.sample_every == 0 || last);
+    const bool eval_now = o.train.eval_every > 0 && ((step + 1) % o.train.eval_every == 0 || last);
+    if (preview_now || eval_now) {
+      // On rank 0 alone once gathered: the other ranks wait in the next step's collectives.
+      ASSIGN_OR_RETURN(std::shared_ptr<stages::Stage> copy, averaged());
+      if (proc.rank == 0 && preview_now) {
+        const std::string png = (run_dir / "samples" / StepFile(step + 1)).string();
+        RETURN_IF_ERROR(copy->Preview(preview, png));
+        log::Info() << "preview: " << png;
+      }
+      if (proc.rank == 0 && eval_now) {
+        ASSIGN_OR_RETURN(nlohmann::ordered_json result, copy->Evaluate(preview));
+        log::Info() << "eval step " << step + 1 << ": " << result.dump();
+        if (metrics.is_open()) {
+          nlohmann::ordered_json row = {{"step", step + 1}, {"loss", f.loss[0]}};
+          for (const auto& item : result.items()) row[item.key()] = item.value();
+          metrics << row.dump() << "\n";
+          metrics.flush();
         }
-        for (auto& [name, t] : opt.tensors) c.optimizer.push_back({name, t});
-        c.config_yaml = resolved_yaml;
-        c.tokenizer = tokenizer->serialized();
-        RETURN_IF_ERROR(SaveCheckpoint(run_dir.string(), c, o.train.keep_checkpoints));
-        log::Info() << "checkpoint: " << (run_dir / "checkpoints").string() << " step " << step + 1;
-      }
-    }
-    if (proc.rank == 0 && o.train.sample_every > 0 && ((step + 1) % o.train.sample_every == 0 || last)) {
-      DiTStage copy = averaged();
-      const int per_prompt = 4;
-      const int64_t n = static_cast<int64_t>(prompts.size()) * per_prompt;
-      torch::Tensor tokens = torch::empty({n, o.data.max_tokens}, torch::kLong);
-      torch::Tensor mask = torch::empty({n, o.data.max_tokens}, torch::kBool);
-      for (int64_t i = 0; i < n; ++i) {
-        tokenizer->Encode(prompts[i % prompts.size()], o.data.max_tokens, tokens[i].data_ptr<int64_t>(),
-                          mask[i].data_ptr<bool>());
-      }
-      const torch::Tensor images = copy->Sample(tokens, mask, /*cfg=*/4.0, /*steps=*/50, static_cast<uint64_t>(o.run.seed));
-      char name[64];
-      std::snprintf(name, sizeof(name), "step-%07lld.png", static_cast<long long>(step + 1));
-      RETURN_IF_ERROR(WriteGrid((run_dir / "samples" / name).string(), images, static_cast<int>(prompts.size())));
-      log::Info() << "samples: " << (run_dir / "samples" / name).string() << " (columns: "
-                  << prompts.front() << (prompts.size() > 1 ? ", ..." : "") << ")";
-    }
-    if (proc.rank == 0 && judge && ((step + 1) % o.eval.every == 0 || last)) {
-      // On rank 0 alone: the other ranks wait in the next step's first collective.
-      DiTStage copy = averaged();
-      PromptEvalOptions eo;
-      eo.per_class = o.eval.per_class;
-      eo.steps = o.eval.steps;
-      eo.cfg = o.eval.cfg;
-      eo.seed = static_cast<uint64_t>(o.run.seed);
-      eo.templates = o.eval.templates;
-      ASSIGN_OR_RETURN(PromptEvalResult r, EvaluatePrompts(*copy, *tokenizer, o.data.max_tokens, *judge, eo));
-      char line[256];
-      std::snprintf(line, sizeof(line), "eval step %lld: prompt accuracy %.3f  Frechet %.3f (floor %.3f)  %.0f s",
-                    static_cast<long long>(step + 1), r.prompt_accuracy, r.frechet, r.frechet_floor, r.seconds);
-      log::Info() << line;
-      if (metrics.is_open()) {
-        nlohmann::ordered_json row = {{"step", step + 1}, {"loss", step_loss}};
-        const nlohmann::ordered_json result = r.ToJson();
-        for (const auto& item : result.items()) row[item.key()] = item.value();
-        metrics << row.dump() << "\n";
-        metrics.flush();
       }
     }
   }
 
-  // ---- final weights (EMA when kept) ------------------------------------------------------
+  // ---- final weights (moving averages where kept) ----------------------------------------
+  ASSIGN_OR_RETURN(auto weights, GatherWeights(stage, runs, /*ema=*/true));
   if (proc.rank == 0) {
-    std::vector<NamedTensor> tensors;
-    const auto named = stage->named_parameters();
-    for (size_t i = 0; i < named.size(); ++i) {
-      tensors.push_back({named[i].key(), ema ? ema->shadow()[i] : named[i].value()});
-    }
-    RETURN_IF_ERROR(WriteSafetensors((run_dir / "model.safetensors").string(), tensors,
-                                     {{"format", "loom-weights"}, {"weights", ema ? "ema" : "raw"}}));
-    log::Info() << "wrote " << (run_dir / "model.safetensors").string();
+    RETURN_IF_ERROR(WriteFinalWeights(weights_path, weights, runs[0].ema != nullptr));
+    log::Info() << "wrote " << weights_path;
   }
-  RETURN_IF_ERROR(group->Barrier());
-  return absl::OkStatus();
+  return group->Barrier();
 }
 
 }  // namespace loom::train

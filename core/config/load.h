@@ -78,11 +78,12 @@ std::string ToYaml(const T& obj, bool docs = true) {
   return std::string(out.c_str()) + "\n";
 }
 
-// Every key with its default and doc: rows of {key, default, doc}.
+// Every key with its default and doc: rows of {key, default, doc}. Tagged sections list
+// the keys of the kind chosen in `defaults`.
 template <Section T>
-std::vector<std::array<std::string, 3>> KeyTable() {
+std::vector<std::array<std::string, 3>> KeyTable(const T& defaults = T{}) {
   std::vector<std::array<std::string, 3>> rows;
-  ListSectionDocs<T>("", T{}, &rows);
+  ListSectionDocs<T>("", defaults, &rows);
   return rows;
 }
 

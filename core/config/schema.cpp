@@ -2,6 +2,8 @@
 // the scalar codecs (see schema.h).
 #include "core/config/schema.h"
 
+#include "core/config/tagged.h"
+
 #include <cmath>
 #include <cstdlib>
 
@@ -165,6 +167,12 @@ Rule<std::string> OneOf(std::vector<std::string> choices) {
     for (const auto& c : choices) quoted.push_back("'" + c + "'");
     return "must be one of " + Join(quoted, ", ") + DidYouMean(v, choices);
   };
+}
+
+std::string KindNames(const std::vector<KindInfo>& kinds) {
+  std::vector<std::string> quoted;
+  for (const KindInfo& k : kinds) quoted.push_back("'" + k.name + "'");
+  return "one of " + Join(quoted, ", ");
 }
 
 Rule<std::string> NonEmpty() {

@@ -340,6 +340,12 @@ class Fields {
     }
   }
 
+  // Adds a field built elsewhere (tagged sections: core/config/tagged.h).
+  FieldBase<T>& AddField(std::unique_ptr<FieldBase<T>> field) {
+    fields_.push_back(std::move(field));
+    return *fields_.back();
+  }
+
   // A check across fields, run after all values are known: returns "" or the problem.
   void Check(std::function<std::string(const T&)> check) { checks_.push_back(std::move(check)); }
 

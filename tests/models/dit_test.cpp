@@ -101,7 +101,7 @@ TEST(Embeddings, SinusoidsAndPositions) {
 }
 
 TEST(DiTSizes, ResolveRegisteredAndSpelledOut) {
-  ModelOptions m;
+  DiTOptions m;
   m.size = "S/4";
   auto c = ResolveDiT(m, 32, 1);
   ASSERT_TRUE(c.ok());

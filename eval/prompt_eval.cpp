@@ -1,12 +1,12 @@
 // Prompt accuracy and Fréchet distance of a model's samples (see prompt_eval.h).
-#include "train/prompt_eval.h"
+#include "eval/prompt_eval.h"
 
 #include <chrono>
 
 #include "core/rng.h"
 #include "eval/frechet.h"
 
-namespace loom::train {
+namespace loom::eval {
 
 std::vector<std::string> DefaultTemplates() {
   return {
@@ -41,7 +41,7 @@ nlohmann::ordered_json PromptEvalResult::ToJson() const {
           {"templates", per_template}};
 }
 
-absl::Status CheckJudgeFits(const eval::Judge& judge, int64_t image_size, int64_t channels, const std::string& fit) {
+absl::Status CheckJudgeFits(const Judge& judge, int64_t image_size, int64_t channels, const std::string& fit) {
   const eval::JudgeSpec& s = judge.spec();
   if (s.image_size != image_size || s.channels != channels || s.fit != fit) {
     return absl::InvalidArgumentError(
@@ -53,8 +53,7 @@ absl::Status CheckJudgeFits(const eval::Judge& judge, int64_t image_size, int64_
   return absl::OkStatus();
 }
 
-absl::StatusOr<PromptEvalResult> EvaluatePrompts(DiTStageImpl& stage, const data::Tokenizer& tokenizer,
-                                                 int64_t max_tokens, const eval::Judge& judge,
+absl::StatusOr<PromptEvalResult> EvaluatePrompts(const PromptSampler& sample, const Judge& judge,
                                                  const PromptEvalOptions& o) {
   if (o.per_class < 1 || o.steps < 1 || o.batch < 1) {
     return absl::InvalidArgumentError("prompt evaluation needs per_class, steps and batch >= 1");
@@ -70,13 +69,11 @@ absl::StatusOr<PromptEvalResult> EvaluatePrompts(DiTStageImpl& stage, const data
   for (size_t ti = 0; ti < templates.size(); ++ti) {
     // Rows: class c's prompt repeated per_class times, classes in order.
     const int64_t n = C * o.per_class;
-    torch::Tensor tokens = torch::empty({n, max_tokens}, torch::kLong);
-    torch::Tensor mask = torch::empty({n, max_tokens}, torch::kBool);
+    std::vector<std::string> prompts;
     torch::Tensor wanted = torch::empty({n}, torch::kLong);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t c = i / o.per_class;
-      tokenizer.Encode(RenderTemplate(templates[ti], classes[c]), static_cast<int>(max_tokens),
-                       tokens[i].data_ptr<int64_t>(), mask[i].data_ptr<bool>());
+      prompts.push_back(RenderTemplate(templates[ti], classes[c]));
       wanted[i] = c;
     }
     torch::Tensor predicted = torch::empty({n}, torch::kLong);
@@ -84,8 +81,9 @@ absl::StatusOr<PromptEvalResult> EvaluatePrompts(DiTStageImpl& stage, const data
       const int64_t b = std::min(o.batch, n - from);
       // Each chunk its own noise: seeded by (seed, template, chunk).
       const uint64_t seed = SeedFor(o.seed, ti, static_cast<uint64_t>(from));
-      const torch::Tensor images =
-          stage.Sample(tokens.narrow(0, from, b), mask.narrow(0, from, b), o.cfg, o.steps, seed).to(torch::kCPU);
+      ASSIGN_OR_RETURN(torch::Tensor images,
+                       sample(std::vector<std::string>(prompts.begin() + from, prompts.begin() + from + b), seed));
+      images = images.to(torch::kCPU);
       features.push_back(judge.Features(images));
       predicted.narrow(0, from, b).copy_(judge.Predict(images));
     }
@@ -108,10 +106,10 @@ absl::StatusOr<PromptEvalResult> EvaluatePrompts(DiTStageImpl& stage, const data
   }
   r.samples = per_class_total * C;
   r.prompt_accuracy = static_cast<double>(all_hits) / static_cast<double>(r.samples);
-  r.frechet = eval::FrechetDistance(eval::Stats(torch::cat(features)), judge.test_stats());
-  r.frechet_floor = eval::FrechetDistance(judge.TrainStats(per_class_total), judge.test_stats());
+  r.frechet = FrechetDistance(Stats(torch::cat(features)), judge.test_stats());
+  r.frechet_floor = FrechetDistance(judge.TrainStats(per_class_total), judge.test_stats());
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return r;
 }
 
-}  // namespace loom::train
+}  // namespace loom::eval

@@ -1,9 +1,9 @@
-// Sample grid PNGs (see sample_grid.h).
-#include "train/sample_grid.h"
+// Image grid PNGs (see image_grid.h).
+#include "eval/image_grid.h"
 
 #include "core/image_io.h"
 
-namespace loom::train {
+namespace loom::eval {
 
 absl::Status WriteGrid(const std::string& path, const torch::Tensor& images, int columns) {
   const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
@@ -19,4 +19,4 @@ absl::Status WriteGrid(const std::string& path, const torch::Tensor& images, int
                   static_cast<int>(c));
 }
 
-}  // namespace loom::train
+}  // namespace loom::eval

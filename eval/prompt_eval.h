@@ -11,17 +11,18 @@
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
-#include "data/tokenizer.h"
-#include "eval/judge.h"
-#include "train/dit_stage.h"
+#include <functional>
 
-namespace loom::train {
+#include "absl/status/statusor.h"
+#include "core/status.h"
+#include "eval/judge.h"
+
+namespace loom::eval {
 
 struct PromptEvalOptions {
   int64_t per_class = 20;  // samples per class and template
-  int steps = 50;          // DDIM steps
-  double cfg = 4.0;
+  int steps = 50;          // DDIM steps (reported; the sampler applies them)
+  double cfg = 4.0;        // guidance scale (reported; the sampler applies it)
   uint64_t seed = 0;
   // "{class}" is replaced by the class name, "{a_class}" by it with "a"/"an" before it.
   std::vector<std::string> templates;  // empty: DefaultTemplates()
@@ -53,10 +54,14 @@ struct PromptEvalResult {
 };
 
 // Checks that the judge sees what the model makes (image size, channels, padding).
-absl::Status CheckJudgeFits(const eval::Judge& judge, int64_t image_size, int64_t channels, const std::string& fit);
+absl::Status CheckJudgeFits(const Judge& judge, int64_t image_size, int64_t channels, const std::string& fit);
 
-absl::StatusOr<PromptEvalResult> EvaluatePrompts(DiTStageImpl& stage, const data::Tokenizer& tokenizer,
-                                                 int64_t max_tokens, const eval::Judge& judge,
+// Images [B, C, H, W] in [-1, 1] for B prompts from the model under test, with its
+// sampling settings (steps, guidance) bound; the same seed gives the same images.
+using PromptSampler =
+    std::function<absl::StatusOr<torch::Tensor>(const std::vector<std::string>& prompts, uint64_t seed)>;
+
+absl::StatusOr<PromptEvalResult> EvaluatePrompts(const PromptSampler& sample, const Judge& judge,
                                                  const PromptEvalOptions& options);
 
-}  // namespace loom::train
+}  // namespace loom::eval

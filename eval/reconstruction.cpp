@@ -1,0 +1,92 @@
+// PSNR and SSIM of reconstructions (see reconstruction.h).
+#include "eval/reconstruction.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "data/loader.h"
+
+namespace loom::eval {
+namespace {
+
+// [-1, 1] -> the 8-bit picture's values in [0, 1], float64.
+torch::Tensor EightBit(const torch::Tensor& x) {
+  return ((x.detach().to(torch::kCPU, torch::kFloat64) + 1) * 127.5).round().clamp(0, 255) / 255.0;
+}
+
+// The largest batch <= `most` that divides `total`, so an epoch holds every sample.
+int64_t DividingBatch(int64_t total, int64_t most) {
+  for (int64_t b = std::min(total, most); b > 1; --b) {
+    if (total % b == 0) return b;
+  }
+  return 1;
+}
+
+}  // namespace
+
+torch::Tensor Psnr(const torch::Tensor& real, const torch::Tensor& fake) {
+  const torch::Tensor mse = (EightBit(real) - EightBit(fake)).pow(2).flatten(1).mean(1);  // [B]
+  return -10.0 * torch::log10(mse);  // peak 1: 10 log10(1 / mse); +inf where equal
+}
+
+torch::Tensor Ssim(const torch::Tensor& real, const torch::Tensor& fake) {
+  const torch::Tensor x = EightBit(real), y = EightBit(fake);
+  const int64_t C = x.size(1);
+  TORCH_CHECK(x.size(2) >= 11 && x.size(3) >= 11, "SSIM needs images of at least 11x11");
+  const torch::Tensor g = torch::exp(-torch::arange(-5, 6, torch::kFloat64).pow(2) / (2 * 1.5 * 1.5));
+  const torch::Tensor g1 = g / g.sum();
+  const torch::Tensor window = torch::outer(g1, g1).expand({C, 1, 11, 11}).contiguous();  // depthwise
+  const auto filter = [&](const torch::Tensor& t) {
+    return torch::nn::functional::conv2d(t, window, torch::nn::functional::Conv2dFuncOptions().groups(C));
+  };
+  const torch::Tensor mx = filter(x);
+  const torch::Tensor my = filter(y);
+  const torch::Tensor sxx = filter(x * x) - mx * mx;
+  const torch::Tensor syy = filter(y * y) - my * my;
+  const torch::Tensor sxy = filter(x * y) - mx * my;
+  constexpr double c1 = 0.01 * 0.01, c2 = 0.03 * 0.03;
+  const torch::Tensor map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2));
+  return map.flatten(1).mean(1);  // [B]
+}
+
+nlohmann::ordered_json ReconstructionResult::ToJson() const {
+  return {{"psnr", psnr}, {"ssim", ssim}, {"images", images}, {"seconds", seconds}};
+}
+
+absl::StatusOr<ReconstructionResult> EvaluateReconstruction(const Reconstructor& reconstruct,
+                                                            const ReconstructionEvalOptions& o) {
+  const auto started = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(o.data));
+  const int64_t total = o.limit > 0 ? std::min(o.limit, manifest.total) : manifest.total;
+  data::LoaderOptions lo;
+  lo.dir = o.data;
+  lo.batch = DividingBatch(o.limit > 0 ? total : manifest.total, o.batch);
+  lo.workers = o.workers;
+  lo.image_size = static_cast<int>(o.image_size);
+  lo.channels = static_cast<int>(o.channels);
+  lo.fit = o.fit;
+  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(lo, {0, 0, o.seed}));
+  ReconstructionResult r;
+  double psnr_sum = 0, ssim_sum = 0;
+  torch::NoGradGuard no_grad;
+  for (int64_t done = 0; done + lo.batch <= total; done += lo.batch) {
+    ASSIGN_OR_RETURN(data::Batch batch, loader->Next());
+    const torch::Tensor fake = reconstruct(batch.pixels).to(torch::kCPU);
+    if (fake.sizes() != batch.pixels.sizes()) {
+      return absl::InternalError("the reconstructions have shape " + c10::str(fake.sizes()) + ", the images " +
+                                 c10::str(batch.pixels.sizes()));
+    }
+    // An exact reconstruction has infinite PSNR; count it at 100 dB, far above any real one.
+    psnr_sum += Psnr(batch.pixels, fake).clamp_max(100.0).sum().item<double>();
+    ssim_sum += Ssim(batch.pixels, fake).sum().item<double>();
+    r.images += batch.pixels.size(0);
+  }
+  if (r.images == 0) return absl::InvalidArgumentError(o.data + " has no images to evaluate");
+  r.psnr = psnr_sum / static_cast<double>(r.images);
+  r.ssim = ssim_sum / static_cast<double>(r.images);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return r;
+}
+
+}  // namespace loom::eval

@@ -1,0 +1,50 @@
+// How well an autoencoder reconstructs held-out images: PSNR and SSIM of the images as
+// 8-bit pictures (pixel values in [0, 1] after rounding to 256 levels), each averaged
+// over the images. SSIM is Wang et al.'s: an 11x11 Gaussian window of sigma 1.5 over
+// the valid region, C1 = 0.01^2, C2 = 0.03^2, per channel.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/status.h"
+
+namespace loom::eval {
+
+// Per-image PSNR in dB [B] of images in [-1, 1] ([B, C, H, W]); identical images give
+// +inf.
+torch::Tensor Psnr(const torch::Tensor& real, const torch::Tensor& fake);
+// Per-image SSIM [B] of images in [-1, 1] ([B, C, H, W], H and W >= 11).
+torch::Tensor Ssim(const torch::Tensor& real, const torch::Tensor& fake);
+
+struct ReconstructionResult {
+  double psnr = 0;  // mean over images, dB
+  double ssim = 0;  // mean over images
+  int64_t images = 0;
+  double seconds = 0;
+  nlohmann::ordered_json ToJson() const;
+};
+
+// Reconstructions of images [B, C, H, W] in [-1, 1].
+using Reconstructor = std::function<torch::Tensor(const torch::Tensor& images)>;
+
+struct ReconstructionEvalOptions {
+  std::string data;          // dataset directory (a test split)
+  int64_t image_size = 32;   // as the autoencoder was trained: size, channels, fit
+  int64_t channels = 1;
+  std::string fit = "pad";
+  int64_t limit = 0;         // images to evaluate; 0 = all
+  int64_t batch = 250;       // at most this many at once
+  uint64_t seed = 0;         // which images, when limited
+  int workers = 1;
+};
+
+// Runs `reconstruct` over the dataset as the loader gives it and averages the figures.
+absl::StatusOr<ReconstructionResult> EvaluateReconstruction(const Reconstructor& reconstruct,
+                                                            const ReconstructionEvalOptions& options);
+
+}  // namespace loom::eval

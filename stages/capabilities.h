@@ -1,0 +1,72 @@
+// What a trained stage can do at inference, as `loom sample`, `loom eval` and
+// `loom data encode` ask for it: make images from text, encode and decode images, or
+// compute the outputs a cache stores. A stage offers each through Stage::As...(); the
+// commands need no stage kind by name.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/loader.h"
+
+namespace loom::stages {
+
+// The images a model makes or reads: side, channels, and how the data was fitted.
+struct ImageSpec {
+  int64_t size = 32;
+  int64_t channels = 1;
+  std::string fit = "resize";
+};
+
+struct GenerateOptions {
+  double cfg = 4.0;  // classifier-free guidance scale; 1 = none
+  int steps = 50;    // sampling steps
+  uint64_t seed = 0; // row i's noise comes from (seed, i): the same seed, the same images
+};
+
+class TextToImage {
+ public:
+  virtual ~TextToImage() = default;
+  virtual ImageSpec image_spec() const = 0;
+  // Images [B, C, H, W] in [-1, 1] for B prompts.
+  virtual absl::StatusOr<torch::Tensor> Generate(const std::vector<std::string>& prompts,
+                                                 const GenerateOptions& options) = 0;
+};
+
+class Autoencoder {
+ public:
+  virtual ~Autoencoder() = default;
+  virtual ImageSpec image_spec() const = 0;
+  // [C, h, w] of one latent.
+  virtual std::vector<int64_t> latent_shape() const = 0;
+  // Multiplies latents before diffusion sees them (1 / their std on the training data).
+  virtual double latent_scale() const = 0;
+  // The posterior of images [B, C, H, W] in [-1, 1]: mean and log-variance stacked on
+  // the channel axis, [B, 2c, h, w].
+  virtual torch::Tensor Encode(const torch::Tensor& images) = 0;
+  // Images in [-1, 1] (not clamped) of unscaled latents [B, c, h, w].
+  virtual torch::Tensor Decode(const torch::Tensor& latents) = 0;
+};
+
+// One dataset a cache adds to each sample (float32).
+struct CacheField {
+  std::string name;            // "latents"
+  std::vector<int64_t> shape;  // of one sample
+};
+
+class CacheProducer {
+ public:
+  virtual ~CacheProducer() = default;
+  virtual std::vector<CacheField> CacheFields() const = 0;
+  // Whether it reads pixels, tokens, ... of the source dataset.
+  virtual bool needs_pixels() const = 0;
+  virtual ImageSpec input_spec() const = 0;
+  // [B, ...] float32 per field, for a batch of the source dataset.
+  virtual std::map<std::string, torch::Tensor> EncodeBatch(const data::Batch& batch) = 0;
+};
+
+}  // namespace loom::stages

@@ -1,0 +1,108 @@
+// The text-to-image DiT stage (`stage.kind: dit`): captions -> text encoder -> DiT,
+// trained as a diffusion denoiser on pixels, or, with `stage.vae`, on the latents of a
+// frozen VAE (a cache made by `loom data encode --with` that VAE) and sampled through its
+// decoder. Randomness of a sample (timestep, noise, latent draw, caption dropout) comes
+// from a generator seeded by (run seed, step, global sample id): any world size draws
+// the same values.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config/schema.h"
+#include "data/tokenizer.h"
+#include "diffusion/gaussian_diffusion.h"
+#include "diffusion/options.h"
+#include "eval/judge.h"
+#include "models/dit.h"
+#include "models/options.h"
+#include "models/text_encoder.h"
+#include "stages/stage.h"
+
+namespace loom::stages {
+
+// Judged evaluation (train.eval_every): prompt accuracy and Fréchet distance.
+struct DiTEvalOptions {
+  std::string judge = "";  // judge directory made by `loom eval classifier`
+  int64_t per_class = 10;
+  int steps = 25;
+  double cfg = 4.0;
+  std::vector<std::string> templates;  // empty: the default templates
+
+  static void Describe(config::Fields<DiTEvalOptions>& f);
+};
+
+struct DiTStageOptions {
+  models::DiTOptions model;
+  diffusion::DiffusionOptions diffusion;
+  std::string vae = "";  // a VAE export: train on its latents, sample through its decoder
+  int preview_steps = 50;
+  double preview_cfg = 4.0;
+  DiTEvalOptions eval;
+
+  static void Describe(config::Fields<DiTStageOptions>& f);
+};
+
+// The empty caption (start token, then padding) in rows like `tokens`.
+void EmptyCaption(torch::Tensor tokens, torch::Tensor mask);
+
+class DiTStage : public Stage, public TextToImage {
+ public:
+  // `vae` (frozen, may be null) makes it a latent stage; `caption_dropout` is data's.
+  DiTStage(const DiTStageOptions& options, const models::DiTConfig& config, const models::TextEncoderOptions& text,
+           int max_tokens, diffusion::GaussianDiffusion diffusion, std::shared_ptr<const data::Tokenizer> tokenizer,
+           std::shared_ptr<Stage> vae, double caption_dropout, ImageSpec pixels);
+
+  std::string kind() const override { return "dit"; }
+  std::vector<Trainable> Trainables() override;
+  DataNeeds Needs() const override;
+  LossResult Loss(const data::Batch& batch, const StepContext& ctx) override;
+  absl::Status Preview(const PreviewData& data, const std::string& png_path) override;
+  absl::StatusOr<nlohmann::ordered_json> Evaluate(const PreviewData& data) override;
+  nlohmann::ordered_json Describe() const override;
+  double ForwardFlops(int64_t batch) const override { return models::DiTForwardFlops(config, batch, max_tokens); }
+  std::map<std::string, std::string> Assets() const override;
+  TextToImage* AsTextToImage() override { return this; }
+
+  ImageSpec image_spec() const override { return pixels_; }
+  absl::StatusOr<torch::Tensor> Generate(const std::vector<std::string>& prompts,
+                                         const GenerateOptions& options) override;
+
+  // Per-sample losses [B] of a batch (the stage's loss is their mean).
+  torch::Tensor Losses(const data::Batch& batch, uint64_t seed, int64_t step, bool bf16);
+  // Images (or latents, for a latent stage) for token rows, by DDIM with classifier-free
+  // guidance against the empty caption; row i's noise from (seed, i).
+  torch::Tensor Sample(const torch::Tensor& tokens, const torch::Tensor& mask, double cfg, int steps, uint64_t seed);
+
+  // Set by the maker from the config: the main trainable's settings.
+  train::OptimOptions optim;
+  double ema = 0;
+
+  DiTStageOptions options;
+  models::DiTConfig config;
+  int max_tokens;
+  models::TextEncoder text{nullptr};
+  models::DiT dit{nullptr};
+  diffusion::GaussianDiffusion diffusion;
+
+ private:
+  diffusion::Denoiser Bind(const torch::Tensor& tokens, const torch::Tensor& mask);
+  torch::Tensor Tokenize(const std::vector<std::string>& prompts, torch::Tensor* mask) const;
+
+  std::shared_ptr<const data::Tokenizer> tokenizer_;
+  std::shared_ptr<Stage> vae_;          // frozen; null for a pixel stage
+  Autoencoder* autoencoder_ = nullptr;  // vae_'s
+  double caption_dropout_;
+  ImageSpec pixels_;                    // what Generate returns
+  std::optional<eval::Judge> judge_;    // loaded at the first evaluation
+};
+
+// The maker of the registry: checks the options against the data and dependencies.
+struct StageInputs;
+absl::StatusOr<std::shared_ptr<Stage>> MakeDiTStage(const StageInputs& inputs);
+
+}  // namespace loom::stages

@@ -1,0 +1,52 @@
+// The list of stage kinds (see registry.h). Adding a kind: its options, its
+// dependencies and its maker, here and nowhere else.
+#include "stages/registry.h"
+
+#include "stages/dit_stage.h"
+
+namespace loom::stages {
+
+const std::vector<StageKind>& StageKinds() {
+  static const std::vector<StageKind> kinds = {
+      {config::KindOf<DiTStageOptions>("dit", "text-to-image DiT on pixels, or on a frozen VAE's latents"),
+       [](const config::Tagged& t) {
+         const DiTStageOptions& o = *t.As<DiTStageOptions>();
+         return o.vae.empty() ? std::vector<Dependency>{} : std::vector<Dependency>{{"vae", o.vae, "vae"}};
+       },
+       MakeDiTStage},
+  };
+  return kinds;
+}
+
+std::vector<config::KindInfo> StageKindOptions() {
+  std::vector<config::KindInfo> out;
+  for (const StageKind& k : StageKinds()) out.push_back(k.options);
+  return out;
+}
+
+absl::StatusOr<const StageKind*> FindStageKind(const std::string& name) {
+  for (const StageKind& k : StageKinds()) {
+    if (k.options.name == name) return &k;
+  }
+  return absl::InvalidArgumentError("'" + name + "' is not a stage kind; " + config::KindNames(StageKindOptions()));
+}
+
+absl::StatusOr<std::shared_ptr<Stage>> MakeStage(const StageInputs& inputs) {
+  if (inputs.options == nullptr || inputs.options->options() == nullptr) {
+    return absl::InvalidArgumentError("no stage kind chosen: set stage.kind to " + config::KindNames(StageKindOptions()));
+  }
+  ASSIGN_OR_RETURN(const StageKind* kind, FindStageKind(inputs.options->kind()));
+  for (const Dependency& d : kind->dependencies(*inputs.options)) {
+    const auto it = inputs.dependencies.find(d.name);
+    if (it == inputs.dependencies.end()) {
+      return absl::InvalidArgumentError("stage." + d.name + " (" + d.path + ") was not loaded");
+    }
+    if (it->second->kind() != d.kind) {
+      return absl::InvalidArgumentError("stage." + d.name + ": " + d.path + " is a '" + it->second->kind() +
+                                        "' model; this option needs a '" + d.kind + "' export");
+    }
+  }
+  return kind->make(inputs);
+}
+
+}  // namespace loom::stages
