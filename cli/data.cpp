@@ -1,4 +1,4 @@
-// `loom data inspect` and `loom data tokenizer` (single process).
+// `loom data inspect`, `loom data tokenizer` and `loom data encode` (single process).
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
@@ -10,7 +10,9 @@
 #include "data/manifest.h"
 #include "data/shard_reader.h"
 #include "data/tokenizer.h"
+#include "dist/placement.h"
 #include "dist/runtime.h"
+#include "pipeline/encode.h"
 
 namespace loom::cli {
 namespace {
@@ -63,12 +65,36 @@ absl::Status RunTokenizer(const std::string& name, const std::vector<std::string
   return absl::OkStatus();
 }
 
+absl::Status RunEncode(const std::string& name, const std::vector<std::string>& argv) {
+  pipeline::EncodeOptions o;
+  ArgParser args(name, "Writes a copy of a dataset whose samples also carry what a frozen model computes\n"
+                       "from them (a VAE export: its latents), for stages that train on them (stage.vae).\n"
+                       "The manifest records the model's content hash. Last line: JSON.");
+  args.Flag("data", &o.data, "source dataset directory (e.g. datasets/fashion/train)").Required();
+  args.Flag("with", &o.with, "the export that computes the cache (e.g. a vae export)").Required();
+  args.Flag("out", &o.out, "new dataset directory").Required();
+  args.Flag("flip", &o.flip, "also store the encoding of each horizontally flipped image (for data.flip)");
+  args.Flag("batch", &o.batch, "images encoded at once");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  RETURN_IF_ERROR(SingleProcess(name));
+  dist::PlaceProcess(dist::Runtime::Info());
+  ASSIGN_OR_RETURN(pipeline::EncodeReport r, pipeline::EncodeDataset(o));
+  log::Info() << "wrote " << o.out << ": " << r.samples << " samples encoded by " << o.with << " in "
+              << static_cast<int64_t>(r.seconds) << " s";
+  log::Info() << nlohmann::json({{"out", o.out}, {"data", o.data}, {"with", o.with}, {"hash", r.hash},
+                                 {"samples", r.samples}, {"flip", o.flip}, {"seconds", r.seconds}})
+                     .dump();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::vector<Command> DataCommands() {
   return {
       {"data inspect", "check every shard against manifest, schema and checksums", RunInspect},
       {"data tokenizer", "train the caption tokenizer of a dataset", RunTokenizer},
+      {"data encode", "cache a frozen model's outputs (VAE latents) with a dataset", RunEncode},
   };
 }
 

@@ -3,9 +3,27 @@
 # shards (checked and tokenized), loader and collective benchmarks on two ranks, then a
 # shortened run of the reference experiment on two ranks (about 12 minutes here), its
 # sample grid runs/quickstart/samples.png, and its prompt accuracy as the judge sees it.
+#
+#   launch/quickstart.sh          the main job above
+#   launch/quickstart.sh NAME     a shortened run (about 15 minutes) of reference pipeline
+#                                 NAME (launch/reference.sh: dit, latent-dit), ending in its
+#                                 sample grid runs/quickstart-NAME/samples.png
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
+if [[ $# -gt 0 ]]; then
+  NAME=$1
+  RUNS="runs/quickstart-$NAME"
+  result=$(QUICK=1 RUNS="$RUNS" launch/reference.sh "$NAME" | tail -1)
+  echo "$result"
+  # The last preview of the pipeline's final stage: samples of all ten classes.
+  run=$(ls -td "$RUNS"/*/ | grep -v exports | head -1)
+  last=$(ls "$run"samples/step-*.png | sort | tail -1)
+  cp "$last" "$RUNS/samples.png"
+  echo "quickstart $NAME: samples of all ten classes (one column each) in $RUNS/samples.png"
+  exit 0
+fi
 
 bash launch/setup.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -33,4 +33,28 @@ void DiTOptions::Describe(config::Fields<DiTOptions>& f) {
   f.Check([](const O& o) { return HeadsDivideWidth(o.width, o.heads); });
 }
 
+void VaeOptions::Describe(config::Fields<VaeOptions>& f) {
+  using O = VaeOptions;
+  f.Add("ch", &O::ch, "channels of the first level").Rule(config::Between(4, 4096));
+  f.Add("ch_mult", &O::ch_mult, "channel multiplier per level; f = 2^(levels - 1)")
+      .Rule([](const std::vector<int>& v) -> std::string {
+        if (v.empty() || v.size() > 6) return "must list 1 to 6 levels";
+        for (int m : v) {
+          if (m < 1 || m > 64) return "must hold multipliers in [1, 64]";
+        }
+        return "";
+      });
+  f.Add("num_res_blocks", &O::num_res_blocks, "ResNet blocks per level").Rule(config::Between(1, 16));
+  f.Add("z_channels", &O::z_channels, "latent channels").Rule(config::Between(1, 256));
+  f.Add("attention", &O::attention, "self-attention in the middle blocks");
+  f.Add("groups", &O::groups, "GroupNorm groups (divide every level's channels)").Rule(config::Between(1, 256));
+  f.Add("dropout", &O::dropout, "dropout in the ResNet blocks").Rule(config::InHalfOpen(0, 1));
+}
+
+void DiscriminatorOptions::Describe(config::Fields<DiscriminatorOptions>& f) {
+  using O = DiscriminatorOptions;
+  f.Add("width", &O::width, "channels of the first layer").Rule(config::Between(4, 4096));
+  f.Add("layers", &O::layers, "stride-2 layers (each halves the side)").Rule(config::Between(1, 8));
+}
+
 }  // namespace loom::models

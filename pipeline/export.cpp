@@ -93,8 +93,12 @@ absl::Status WriteExport(const LoadedModel& m, const std::string& out_dir, const
     }
   }
   if (!out.parent_path().empty()) fs::create_directories(out.parent_path(), ec);
+  // Partial exports of crashed attempts go first; this one is built beside its place.
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    if (e.path().filename().string().rfind(out.filename().string() + ".tmp-", 0) == 0) fs::remove_all(e.path(), ec);
+  }
   const fs::path tmp = out.string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp, ec);
   if (m.parts.empty()) {
     RETURN_IF_ERROR(WriteStageExport(m, tmp, o, nlohmann::json::object()).status());
   } else {

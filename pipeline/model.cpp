@@ -78,6 +78,7 @@ absl::StatusOr<std::shared_ptr<stages::Stage>> Build(const train::ExperimentOpti
 
 absl::StatusOr<LoadedModel> FromCheckpoint(const fs::path& dir, const std::string& weights) {
   ASSIGN_OR_RETURN(train::OpenedCheckpoint ck, train::OpenCheckpoint(dir.string()));
+  RETURN_IF_ERROR(ck.tensors.Verify());  // all of it, not only the weights used here
   LoadedModel m;
   m.source = dir.string();
   m.step = ck.state.step;
@@ -187,6 +188,8 @@ absl::StatusOr<LoadedModel> LoadExport(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(path + "/config.json is damaged: " + e.what());
   }
+  // Each tensor's checksum first (naming a damaged file and tensor), then the whole.
+  ASSIGN_OR_RETURN(auto tensors, ReadSafetensors((dir / "model.safetensors").string()));
   ASSIGN_OR_RETURN(const std::string hash, Sha256OfFiles(files, calibration.dump()));
   if (hash != m.hash) {
     return absl::DataLossError(path + ": its files do not match the content hash in config.json (damaged or "
@@ -194,7 +197,6 @@ absl::StatusOr<LoadedModel> LoadExport(const std::string& path) {
   }
   ASSIGN_OR_RETURN(m.options, config::LoadFile<train::ExperimentOptions>((dir / "config.yaml").string(), {}));
   if (m.options.stage.kind() != m.kind) return absl::DataLossError(path + ": config.json and config.yaml disagree on the kind");
-  ASSIGN_OR_RETURN(auto tensors, ReadSafetensors((dir / "model.safetensors").string()));
   for (auto& [name, t] : tensors) {
     if (t.is_floating_point()) t = t.to(torch::kFloat32);
   }

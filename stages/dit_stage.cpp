@@ -230,7 +230,9 @@ absl::StatusOr<std::shared_ptr<Stage>> MakeDiTStage(const StageInputs& in) {
   if (const auto it = in.assets.find("tokenizer.model"); it != in.assets.end()) {
     ASSIGN_OR_RETURN(tokenizer, data::Tokenizer::FromBytes(it->second, "the saved tokenizer.model"));
   } else {
-    if (in.data.train.empty()) return absl::InvalidArgumentError("data.train is empty: name a dataset directory");
+    if (in.data.train.empty() && in.data.tokenizer.empty()) {
+      return absl::InvalidArgumentError("data.train is empty: name a dataset directory");
+    }
     const std::string path = in.data.tokenizer.empty() ? in.data.train + "/tokenizer.model" : in.data.tokenizer;
     ASSIGN_OR_RETURN(tokenizer, data::Tokenizer::Load(path));
   }
@@ -238,6 +240,11 @@ absl::StatusOr<std::shared_ptr<Stage>> MakeDiTStage(const StageInputs& in) {
     return absl::InvalidArgumentError("the tokenizer has " + std::to_string(tokenizer->vocab_size()) +
                                       " tokens but stage.model.text.vocab is " + std::to_string(o.model.text.vocab) +
                                       "; raise stage.model.text.vocab");
+  }
+  if (in.train.eval_every > 0 && o.eval.judge.empty()) {
+    return absl::InvalidArgumentError("train.eval_every is " + std::to_string(in.train.eval_every) +
+                                      " but stage.eval.judge is empty; name a judge made by 'loom eval classifier' "
+                                      "or set train.eval_every: 0");
   }
   std::shared_ptr<Stage> vae;
   int64_t size = in.data.image_size, channels = in.data.channels;

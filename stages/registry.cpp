@@ -3,6 +3,7 @@
 #include "stages/registry.h"
 
 #include "stages/dit_stage.h"
+#include "stages/vae_stage.h"
 
 namespace loom::stages {
 
@@ -14,6 +15,8 @@ const std::vector<StageKind>& StageKinds() {
          return o.vae.empty() ? std::vector<Dependency>{} : std::vector<Dependency>{{"vae", o.vae, "vae"}};
        },
        MakeDiTStage},
+      {config::KindOf<VaeStageOptions>("vae", "KL-regularised autoencoder (+ patch discriminator) for latent models"),
+       [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeVaeStage},
   };
   return kinds;
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/log.h"
+#include "train/checkpoint.h"
 #include "train/trainables.h"
 
 namespace loom::train {
@@ -38,17 +39,33 @@ absl::Status CheckProvenance(const ExperimentOptions& o, const RunSetup& s) {
   return absl::OkStatus();
 }
 
+// The dependencies the run's newest checkpoint recorded, if it has one.
+nlohmann::json RecordedDependencies(const ExperimentOptions& o) {
+  const auto complete = CompleteCheckpoints((fs::path(o.run.dir) / o.run.name).string());
+  if (complete.empty()) return nlohmann::json::object();
+  auto ck = OpenCheckpoint(complete.back().second);
+  return ck.ok() ? ck->state.dependencies : nlohmann::json::object();
+}
+
 }  // namespace
 
 absl::StatusOr<RunSetup> SetUpRun(const ExperimentOptions& o, const torch::Device& device) {
   RunSetup s;
   ASSIGN_OR_RETURN(const stages::StageKind* kind, stages::FindStageKind(o.stage.kind()));
+  const nlohmann::json recorded = RecordedDependencies(o);
   for (const stages::Dependency& d : kind->dependencies(o.stage)) {
     absl::StatusOr<pipeline::LoadedModel> dep = pipeline::LoadExport(d.path);
     if (!dep.ok()) return absl::Status(dep.status().code(), "stage." + d.name + ": " + std::string(dep.status().message()));
     if (dep->kind != d.kind) {
       return absl::InvalidArgumentError("stage." + d.name + ": " + d.path + " is a '" + dep->kind +
                                         "' export; this option needs a '" + d.kind + "' export");
+    }
+    if (recorded.contains(d.name) && recorded[d.name].value("hash", "") != dep->hash) {
+      const std::string was = recorded[d.name].value("hash", "");
+      return absl::FailedPreconditionError("stage." + d.name + ": " + d.path +
+                                           " has changed since the run started (content hash " + was.substr(0, 12) +
+                                           "... then, " + dep->hash.substr(0, 12) +
+                                           "... now); restore that export, or start a new run (another run.name)");
     }
     pipeline::Freeze(*dep, device);
     s.dependency_records[d.name] = pipeline::DependencyRecord(d.path, *dep);

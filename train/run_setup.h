@@ -26,7 +26,8 @@ struct RunSetup {
   data::Manifest manifest;
 };
 
-// Loads the dependencies onto `device`, makes the stage (seeded by run.seed) and checks
+// Loads the dependencies onto `device` (refusing ones that changed since the run's
+// newest checkpoint recorded them), makes the stage (seeded by run.seed) and checks
 // data.train against what it needs.
 absl::StatusOr<RunSetup> SetUpRun(const ExperimentOptions& o, const torch::Device& device);
 

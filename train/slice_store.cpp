@@ -123,6 +123,13 @@ absl::StatusOr<torch::Tensor> SliceStore::Read(const std::string& key, int64_t b
   return out;
 }
 
+absl::Status SliceStore::Verify() const {
+  for (const auto& [name, key] : keys_) {
+    for (const Piece& p : key.pieces) RETURN_IF_ERROR(files_[p.file].Read(p.name).status());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<torch::Tensor> SliceStore::ReadWhole(const std::string& key) const {
   const std::vector<int64_t> shape = Shape(key);
   ASSIGN_OR_RETURN(torch::Tensor flat, Read(key, 0, Numel(shape)));

@@ -44,6 +44,8 @@ class SliceStore {
   absl::StatusOr<torch::Tensor> Read(const std::string& key, int64_t begin, int64_t end) const;
   // The whole tensor, shaped.
   absl::StatusOr<torch::Tensor> ReadWhole(const std::string& key) const;
+  // Reads every stored piece once, checking its checksum: the first damage found.
+  absl::Status Verify() const;
 
  private:
   struct Piece {

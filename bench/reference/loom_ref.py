@@ -1,5 +1,5 @@
 """PyTorch reference of loom's text-to-image DiT stage: the same modules, parameter names
-and arithmetic as the C++ (models/, diffusion/gaussian_diffusion.cpp, train/dit_stage.cpp),
+and arithmetic as the C++ (models/, diffusion/gaussian_diffusion.cpp, stages/dit_stage.cpp),
 so a `loom export` loads here by name and the training loss can be checked against it.
 
     model, config = load_export("runs/x/export")
@@ -281,7 +281,7 @@ class GaussianDiffusion:
         return mse * self.weight(t)
 
 
-# --- the stage (train/dit_stage.cpp) --------------------------------------------------------
+# --- the stage (stages/dit_stage.cpp) --------------------------------------------------------
 
 
 class DiTStage(nn.Module):
@@ -298,12 +298,12 @@ class DiTStage(nn.Module):
                                            diffusion["loss_weight"], diffusion["snr_gamma"])
 
     def bind(self, tokens, mask):
-        """The denoiser f(x_t, t) with the caption encoded once (DiTStageImpl::Bind)."""
+        """The denoiser f(x_t, t) with the caption encoded once (DiTStage::Bind)."""
         context = self.text(tokens, mask)  # [B, L, Dc]
         return lambda x, t: self.dit(x, t, context, mask)
 
     def forward(self, x0, t, noise, tokens, mask):
-        """Per-sample losses [B] for given timesteps and noise (what DiTStageImpl::Loss computes
+        """Per-sample losses [B] for given timesteps and noise (what DiTStage::Loss computes
         after drawing them; caption dropout is the caller's, by passing empty captions)."""
         return self.diffusion.training_losses(self.bind(tokens, mask), x0, t, noise)
 
@@ -317,11 +317,11 @@ def empty_caption(tokens, mask, pad=0, start=2):
 
 
 def stage_from_config(config):
-    """A DiTStage from an export's config.json dict (the "model" and "diffusion" sections)."""
+    """A DiTStage from an export's config.json dict ("model", with its "diffusion")."""
+    if config.get("kind") != "dit":
+        raise ValueError(f"kind '{config.get('kind')}' is not a dit export (vae_ref.py mirrors the vae)")
     m = config["model"]
-    if m.get("kind", "dit") != "dit":
-        raise ValueError(f"model.kind '{m.get('kind')}' has no PyTorch reference (only dit)")
-    return DiTStage(m, config["diffusion"])
+    return DiTStage(m, m["diffusion"])
 
 
 def load_export(directory, dtype=torch.float32):

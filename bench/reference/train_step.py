@@ -36,7 +36,7 @@ def load_config(path):
 
 def stage_config(experiment):
     """The export-style "model" section (numbers resolved as models::ResolveDiT does)."""
-    data, m = experiment["data"], dict(experiment["model"])
+    data, m = experiment["data"], dict(experiment["stage"]["model"])
     if m.get("size"):
         name, patch = m["size"].split("/")
         m["width"], m["depth"], m["heads"] = DIT_SIZES[name]
@@ -65,15 +65,15 @@ def main():
     try:
         experiment = load_config(args.config)
         model_config = stage_config(experiment)
-        diffusion, optim = experiment["diffusion"], experiment["optim"]
+        diffusion, optim = experiment["stage"]["diffusion"], experiment["optim"]
         caption_dropout = experiment["data"]["caption_dropout"]
         bf16 = experiment["train"]["precision"] == "bf16"
         batch = args.batch or experiment["data"]["batch_size"]
     except KeyError as e:
         sys.exit(f"error: {args.config}: no key {e}; pass a resolved config "
                  "(build/loom train CONFIG --print-config > resolved.yaml)")
-    if model_config.get("kind", "dit") != "dit":
-        sys.exit(f"error: model.kind {model_config['kind']!r}: the reference has only the DiT stage")
+    if experiment["stage"]["kind"] != "dit":
+        sys.exit(f"error: stage.kind {experiment['stage']['kind']!r}: this reference times the DiT stage only")
     if batch % world:
         sys.exit(f"error: batch {batch} does not divide by the world size {world}")
     local = batch // world
@@ -86,7 +86,7 @@ def main():
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim["eps"],
                                   weight_decay=optim["weight_decay"])
 
-    # A fixed synthetic batch as loom's bench uses: pixels in [-1, 1], real token ids
+    # A fixed synthetic batch (loom's bench reuses one real batch; the cost is the same): pixels in [-1, 1], real token ids
     # (ids 0..2 are padding, unknown and start), full masks.
     C, S, L = model_config["channels"], model_config["image_size"], model_config["max_tokens"]
     pixels = torch.rand(local, C, S, S) * 2 - 1
@@ -94,7 +94,7 @@ def main():
     mask = torch.ones(local, L, dtype=torch.bool)
 
     def step():
-        # Per step, as DiTStageImpl::Loss draws them: timesteps, noise, caption dropout.
+        # Per step, as DiTStage::Loss draws them: timesteps, noise, caption dropout.
         t = torch.randint(0, diffusion["timesteps"], (local,))
         noise = torch.randn_like(pixels)
         tok, msk = tokens.clone(), mask.clone()

@@ -72,11 +72,15 @@ TEST(Cli, ModelCommandsNameAMissingModel) {
   ExpectBadInput("export /nonexistent --out y --dtype fp8", "--dtype must be fp32, bf16 or fp16");
   ExpectBadInput("eval prompts --model /nonexistent --judge /nowhere", "/nowhere is not a judge");
   ExpectBadInput("eval classifier --data /nonexistent --out y", "/nonexistent/train");
+  ExpectBadInput("eval reconstruction --model /nonexistent --data /nowhere", "/nonexistent: no such directory");
+  ExpectBadInput("data encode --data /nonexistent --with /x --out y", "/nonexistent/manifest.json: no manifest");
 }
 
 TEST(Cli, HelpEverywhere) {
   for (const std::string args : {"--help", "info --help", "train --help", "data --help",
-                                 "data shapes --help", "eval --help", "eval prompts --help", "export --help", "bench comm --help", "bench step --help", "bench checkpoint --help"}) {
+                                 "data shapes --help", "data encode --help", "eval --help", "eval prompts --help",
+                                 "eval reconstruction --help", "export --help", "bench comm --help", "bench step --help",
+                                 "bench checkpoint --help"}) {
     const testing::Result r = RunLoom(args);
     EXPECT_EQ(r.code, 0) << args << "\n" << r.err;
     EXPECT_NE(r.out.find("usage: loom"), std::string::npos) << args << "\n" << r.out;
@@ -96,11 +100,21 @@ TEST(Cli, PrintConfigRoundTripsThroughAFile) {
   EXPECT_EQ(second.out, first.out);
 }
 
-TEST(Cli, KeysListsDocumentedKeys) {
+TEST(Cli, KeysListsDocumentedKeysAndEachKindsOwn) {
   const testing::Result r = RunLoom("train --keys");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("dist.strategy"), std::string::npos);
-  EXPECT_NE(r.out.find("model.text.width"), std::string::npos);
+  EXPECT_NE(r.out.find("stage.kind"), std::string::npos);
+  EXPECT_NE(r.out.find("'dit', 'vae'"), std::string::npos);
+  EXPECT_EQ(r.out.find("stage.model.text.width"), std::string::npos) << "a kind's keys without --kind";
+  const testing::Result dit = RunLoom("train --keys --kind dit");
+  ASSERT_EQ(dit.code, 0) << dit.err;
+  EXPECT_NE(dit.out.find("stage.model.text.width"), std::string::npos);
+  EXPECT_EQ(dit.out.find("stage.disc.start"), std::string::npos);
+  const testing::Result vae = RunLoom("train --keys --kind vae");
+  ASSERT_EQ(vae.code, 0) << vae.err;
+  EXPECT_NE(vae.out.find("stage.disc.start"), std::string::npos);
+  ExpectBadInput("train --keys --kind unet", "'unet' is not a stage kind; one of 'dit', 'vae'");
 }
 
 // The data commands end to end on real Fashion-MNIST (the first 300 of each split).
@@ -143,7 +157,10 @@ TEST(Cli, DataIngestInspectTokenizeAndBench) {
 }
 
 TEST(Cli, BenchStepReportsThroughputBesideMatmulPeak) {
-  const testing::Result r = RunLoom("bench step --config " + kConfig + " --steps 2", false);
+  testing::TempDir dir;
+  ASSERT_EQ(testing::Run(kLoom + " data fashion-mnist --out " + dir.str() + "/fm --limit 64").code, 0);
+  ASSERT_EQ(testing::Run(kLoom + " data tokenizer --data " + dir.str() + "/fm/train --vocab 64").code, 0);
+  const testing::Result r = RunLoom("bench step --config " + kConfig + " --steps 2 data.train=" + dir.str() + "/fm/train", false);
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out.substr(r.out.rfind("{\"config\"")));
   for (const char* key : {"samples_per_s", "achieved_gflops", "matmul_gflops", "share_of_matmul_peak"}) {

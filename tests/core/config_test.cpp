@@ -6,7 +6,10 @@
 
 #include "core/config/load.h"
 #include "tests/support/subprocess.h"
-#include "train/options.h"
+#include "stages/dit_stage.h"
+#include "stages/registry.h"
+#include "stages/vae_stage.h"
+#include "train/experiment.h"
 
 namespace loom::config {
 namespace {
@@ -203,46 +206,99 @@ TEST(Config, ResolvedConfigRoundTrips) {
   EXPECT_EQ(second->inner.tags, (std::vector<std::string>{"1", "true", "x"}));
 }
 
-TEST(Config, ExperimentDefaultsAreValidAndRoundTrip) {
-  auto defaults = LoadString<ExperimentOptions>("", "empty.yaml");
-  ASSERT_TRUE(defaults.ok()) << defaults.status();
-  const std::string yaml = ToYaml(*defaults);
-  auto again = LoadString<ExperimentOptions>(yaml, "resolved.yaml");
-  ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ(ToYaml(*again), yaml);
-  EXPECT_EQ(ToYaml(*again, /*docs=*/false), ToYaml(*defaults, false));
+TEST(Config, ExperimentOfEachKindRoundTrips) {
+  for (const char* kind : {"dit", "vae"}) {
+    auto first = LoadString<ExperimentOptions>(std::string("stage: {kind: ") + kind + "}\n", "k.yaml");
+    ASSERT_TRUE(first.ok()) << kind << ": " << first.status();
+    EXPECT_EQ(first->stage.kind(), kind);
+    const std::string yaml = ToYaml(*first);
+    auto again = LoadString<ExperimentOptions>(yaml, "resolved.yaml");
+    ASSERT_TRUE(again.ok()) << again.status() << "\n" << yaml;
+    EXPECT_EQ(ToYaml(*again), yaml);
+    EXPECT_EQ(ToYaml(*again, /*docs=*/false), ToYaml(*first, false));
+  }
+}
+
+TEST(Config, StageKindIsRequiredAndNamed) {
+  auto none = LoadString<ExperimentOptions>("", "empty.yaml");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("no kind chosen: set stage.kind to one of 'dit', 'vae'"),
+            absl::string_view::npos) << none.status();
+  auto unknown = LoadString<ExperimentOptions>("stage: {kind: vea}\n", "u.yaml");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(std::string(unknown.status().message()),
+            "u.yaml:1:15: stage.kind: 'vea' is not a kind; one of 'dit', 'vae' (did you mean 'vae'?)");
+}
+
+TEST(Config, OptionsOfAnotherKindAreNamedAsSuch) {
+  auto r = LoadString<ExperimentOptions>("stage:\n  kind: dit\n  disc: {enabled: true}\n", "o.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("o.yaml:3:3: stage.disc: is an option of stage.kind 'vae', not of 'dit'"),
+            absl::string_view::npos) << r.status();
+  // The same from the command line, and a key no kind has.
+  auto o = LoadString<ExperimentOptions>("stage: {kind: dit}\n", "o.yaml", {"stage.loss.kl_weight=1"});
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find("is an option of stage.kind 'vae'"), absl::string_view::npos) << o.status();
+  auto typo = LoadString<ExperimentOptions>("stage: {kind: dit}\n", "o.yaml", {"stage.modl.width=64"});
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("did you mean 'stage.model.width'"), absl::string_view::npos) << typo.status();
+}
+
+TEST(Config, OverridesChangeTheKindOrItsOptions) {
+  auto dit = LoadString<ExperimentOptions>("stage: {kind: dit, model: {width: 64}}\n", "k.yaml",
+                                           {"stage.model.depth=3"});
+  ASSERT_TRUE(dit.ok()) << dit.status();
+  EXPECT_EQ(dit->stage.As<stages::DiTStageOptions>()->model.width, 64);
+  EXPECT_EQ(dit->stage.As<stages::DiTStageOptions>()->model.depth, 3);
+  EXPECT_EQ(dit->stage.As<stages::VaeStageOptions>(), nullptr);
+  // Another kind starts from its own defaults.
+  auto vae = LoadString<ExperimentOptions>("stage: {kind: dit, model: {width: 64}}\n", "k.yaml",
+                                           {"stage.kind=vae", "stage.model.z_channels=8"});
+  ASSERT_TRUE(vae.ok()) << vae.status();
+  EXPECT_EQ(vae->stage.kind(), "vae");
+  EXPECT_EQ(vae->stage.As<stages::VaeStageOptions>()->model.z_channels, 8);
+  EXPECT_EQ(vae->stage.As<stages::VaeStageOptions>()->model.ch, 64);
 }
 
 TEST(Config, ReferenceConfigsLoad) {
-  for (const char* name : {"configs/fashion/dit.yaml", "configs/tiny.yaml"}) {
+  for (const char* name : {"configs/fashion/dit.yaml", "configs/fashion/vae.yaml", "configs/fashion/dit-latent.yaml",
+                           "configs/tiny.yaml", "configs/tiny-vae.yaml"}) {
     auto r = LoadFile<ExperimentOptions>(std::string(LOOM_SOURCE_DIR) + "/" + name, {});
     EXPECT_TRUE(r.ok()) << name << ": " << r.status();
   }
 }
 
 TEST(Config, ExperimentChecksAcrossSections) {
-  auto r = LoadString<ExperimentOptions>("data: {image_size: 30}\nmodel: {patch: 4}\n", "e.yaml");
+  auto r = LoadString<ExperimentOptions>("stage: {kind: dit}\ndata: {batch_size: 10}\ntrain: {grad_accum: 4}\n",
+                                         "e.yaml");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(std::string(r.status().message()),
-            "e.yaml: data.image_size 30 must be divisible by model.patch 4");
-  auto heads = LoadString<ExperimentOptions>("", "e.yaml", {"model.text.heads=3"});
+  EXPECT_EQ(std::string(r.status().message()), "e.yaml: data.batch_size 10 must be divisible by train.grad_accum 4");
+  auto heads = LoadString<ExperimentOptions>("stage: {kind: dit}\n", "e.yaml", {"stage.model.text.heads=3"});
   ASSERT_FALSE(heads.ok());
-  EXPECT_NE(heads.status().message().find("model.text: width 256 must be divisible by heads 3"),
+  EXPECT_NE(heads.status().message().find("stage.model.text: width 256 must be divisible by heads 3"),
             absl::string_view::npos)
       << heads.status();
 }
 
-TEST(Config, KeyTableListsEveryLeafWithDoc) {
+TEST(Config, KeyTableListsEveryLeafWithDocAndTheChosenKindsKeys) {
   const auto rows = KeyTable<ExperimentOptions>();
-  bool found = false;
+  bool found = false, kind = false;
   for (const auto& row : rows) {
     EXPECT_FALSE(row[2].empty()) << row[0] << " has no doc";
     if (row[0] == "optim.lr") {
       found = true;
       EXPECT_EQ(row[1], "0.0003");
     }
+    kind = kind || row[0] == "stage.kind";
+    EXPECT_NE(row[0], "stage.model.width") << "no kind chosen: no stage keys";
   }
   EXPECT_TRUE(found);
+  EXPECT_TRUE(kind);
+  ExperimentOptions vae;
+  vae.stage.Reset(stages::StageKinds()[1].options);
+  bool z = false;
+  for (const auto& row : KeyTable<ExperimentOptions>(vae)) z = z || row[0] == "stage.model.z_channels";
+  EXPECT_TRUE(z);
 }
 
 }  // namespace

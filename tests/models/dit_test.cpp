@@ -45,7 +45,7 @@ TEST_F(DiTTest, OutputHasTheInputShapeAndStartsAtZero) {
   const torch::Tensor out = dit->forward(x, torch::tensor({3, 700}), text->forward(tokens, mask), mask);
   EXPECT_EQ(out.sizes(), x.sizes());
   EXPECT_EQ(out.abs().max().item<float>(), 0.0f);  // adaLN-Zero / zero output layer
-  EXPECT_EQ(dit->blocks().size(), 2u);
+  EXPECT_EQ(dit->block_list.size(), 2u);
 }
 
 TEST_F(DiTTest, PaddedTokensNeverReachTheImage) {

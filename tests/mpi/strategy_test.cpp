@@ -1,10 +1,11 @@
 // DDP and ZeRO under mpirun: DDP gradients equal single-process gradients over the
-// concatenated batch; zero1/zero2 train to the same parameters as ddp; their per-rank
-// optimizer state and gradients are about 1/N of ddp's; accumulation without sync
-// equals one large batch; a parameter without gradient is handled.
+// concatenated batch; zero1/zero2/zero3 train to the same parameters as ddp; their
+// per-rank optimizer state and gradients are about 1/N of ddp's; accumulation without
+// sync equals one large batch; a parameter without gradient is handled; no-decay groups
+// behave alike under every strategy; the slices a strategy hands out make whole weights.
 #include <gtest/gtest.h>
 
-#include "core/block_host.h"
+#include "core/unit.h"
 #include "core/rng.h"
 #include "dist/process_group.h"
 #include "dist/runtime.h"
@@ -13,23 +14,27 @@
 namespace loom::dist {
 namespace {
 
-// Two blocks (a, b) run through BlockHost, a root layer (c) and a parameter that never
-// gets a gradient.
-struct NetImpl : torch::nn::Module, BlockHost {
+// A tanh layer marked as a Unit (core/unit.h): ZeRO-3 finds it by walking the tree.
+struct TanhLayerImpl : torch::nn::Module, Unit {
+  TanhLayerImpl(int64_t in, int64_t out) { lin = register_module("lin", torch::nn::Linear(in, out)); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return Call({x}, [this](const Tensors& in) { return Tensors{torch::tanh(lin->forward(in[0]))}; })[0];
+  }
+  torch::nn::Linear lin{nullptr};
+};
+TORCH_MODULE(TanhLayer);
+
+// Two units (a, b), a root layer (c) and a parameter that never gets a gradient.
+struct NetImpl : torch::nn::Module {
   NetImpl() {
-    a = register_module("a", torch::nn::Linear(12, 64));
-    b = register_module("b", torch::nn::Linear(64, 64));
+    a = register_module("a", TanhLayer(12, 64));
+    b = register_module("b", TanhLayer(64, 64));
     c = register_module("c", torch::nn::Linear(64, 5));
     unused = register_parameter("unused", torch::ones({7}));
   }
-  std::vector<std::shared_ptr<torch::nn::Module>> blocks() override { return {a.ptr(), b.ptr()}; }
-  torch::Tensor forward(const torch::Tensor& x) {
-    auto la = a.ptr(), lb = b.ptr();  // by value: a wrapper may rerun them later
-    torch::Tensor h = RunBlock(0, {x}, [la](const Tensors& in) { return Tensors{torch::tanh(la->forward(in[0]))}; })[0];
-    h = RunBlock(1, {h}, [lb](const Tensors& in) { return Tensors{torch::tanh(lb->forward(in[0]))}; })[0];
-    return c->forward(h);
-  }
-  torch::nn::Linear a{nullptr}, b{nullptr}, c{nullptr};
+  torch::Tensor forward(const torch::Tensor& x) { return c->forward(b->forward(a->forward(x))); }
+  TanhLayer a{nullptr}, b{nullptr};
+  torch::nn::Linear c{nullptr};
   torch::Tensor unused;
 };
 TORCH_MODULE(Net);
@@ -103,14 +108,17 @@ TEST(Ddp, GradientsEqualSingleProcessOverConcatenatedBatch) {
 }
 
 std::vector<torch::Tensor> Train(const std::string& name, int steps, MemoryStats* memory = nullptr,
-                                 int accumulate = 1) {
+                                 int accumulate = 1, bool no_decay_biases = false) {
   Net net = MakeNet();
   DistOptions options;
   options.strategy = name;
   options.bucket_mb = 0.01;
   AdamWSettings adamw;
   adamw.lr = 1e-2;
-  adamw.weight_decay = 0.01;
+  adamw.weight_decay = no_decay_biases ? 0.5 : 0.01;
+  if (no_decay_biases) {
+    adamw.no_decay = [](const std::string& n) { return n.ends_with("bias") || n == "unused"; };
+  }
   auto strategy = ApplyStrategy(net.ptr(), Group(), options, adamw);
   EXPECT_TRUE(strategy.ok()) << strategy.status();
   const int64_t n = 8 * Group().size();
@@ -154,6 +162,52 @@ TEST(Zero, AccumulationWithoutSyncEqualsOneLargeBatch) {
   EXPECT_LE(MaxRelDiff(Train("ddp", 5, nullptr, 1), Train("ddp", 5, nullptr, 2)), 1e-4);
   EXPECT_LE(MaxRelDiff(Train("ddp", 5, nullptr, 1), Train("zero2", 5, nullptr, 4)), 1e-4);
   EXPECT_LE(MaxRelDiff(Train("ddp", 5, nullptr, 1), Train("zero3", 5, nullptr, 2)), 1e-4);
+}
+
+TEST(Zero, NoDecayGroupsAreTheSameUnderEveryStrategy) {
+  const auto ddp = Train("ddp", 5, nullptr, 1, /*no_decay_biases=*/true);
+  EXPECT_LE(MaxRelDiff(ddp, Train("zero1", 5, nullptr, 1, true)), 1e-5);
+  EXPECT_LE(MaxRelDiff(ddp, Train("zero2", 5, nullptr, 1, true)), 1e-5);
+  EXPECT_LE(MaxRelDiff(ddp, Train("zero3", 5, nullptr, 1, true)), 1e-5);
+  // `unused` gets no gradient: excluded from decay it stays exactly 1, decayed it shrinks.
+  EXPECT_TRUE(torch::equal(ddp.front(), torch::ones({7})));  // parameters() lists the own first
+  EXPECT_LT(Train("ddp", 5).front()[0].item<float>(), 1.0f);
+}
+
+TEST(Zero, ParameterSlicesMakeTheWholeWeightsOnRankZero) {
+  for (const char* name : {"ddp", "zero1", "zero2", "zero3"}) {
+    Net net = MakeNet();
+    DistOptions options;
+    options.strategy = name;
+    options.bucket_mb = 0.005;
+    auto strategy = ApplyStrategy(net.ptr(), Group(), options, {});
+    ASSERT_TRUE(strategy.ok()) << strategy.status();
+    std::vector<torch::Tensor> values;
+    int64_t held = 0;
+    for (const Slice& s : (*strategy)->ParameterSlices()) {
+      values.push_back(s.data * 2);  // any values laid out as the slices
+      held += s.end - s.begin;
+    }
+    auto whole = (*strategy)->GatherOnRoot(values);
+    ASSERT_TRUE(whole.ok()) << whole.status();
+    ASSERT_TRUE((*strategy)->GatherFullParameters().ok());
+    if (Group().rank() == 0) {
+      ASSERT_EQ(whole->size(), net->named_parameters().size()) << name;
+      for (const auto& p : net->named_parameters()) {
+        EXPECT_TRUE(torch::equal(whole->at(p.key()), p.value() * 2)) << name << " " << p.key();
+      }
+    } else {
+      EXPECT_TRUE(whole->empty());
+    }
+    int64_t total = 0;
+    for (const auto& p : net->parameters()) total += p.numel();
+    // zero3 holds 1/N of the elements (plus padding); the others every one.
+    if (std::string(name) == "zero3") {
+      EXPECT_LE(held, total / Group().size() + 3 * Group().size()) << held;
+    } else {
+      EXPECT_EQ(held, total);
+    }
+  }
 }
 
 TEST(Zero, ShardedStateIsAboutOneNthOfDdp) {

@@ -1,8 +1,8 @@
 // Judged evaluation and export, driving the binary on real Fashion-MNIST shards (the
 // first 512 per split): the judge trains and reports its accuracy; `eval prompts` reports
 // prompt accuracy and Fréchet distances and refuses a judge of other images; the trainer
-// logs evaluations; an export samples exactly like its run, in bf16 too, and a damaged
-// one is refused.
+// logs evaluations; an export records its kind and samples exactly like its run, in bf16
+// too; a damaged one is refused, naming the file; a re-export is atomic.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -103,8 +103,8 @@ TEST_F(EvalTest, AJudgeOfOtherImagesIsRefused) {
 TEST_F(EvalTest, TheTrainerLogsEvaluations) {
   const std::string runs = tmp_.str() + "/runs";
   const testing::Result r = testing::Run(kLoom + " train " + kConfig + " data.train=" + dir_->str() + "/fm/train run.dir=" +
-                                         runs + " train.steps=10 eval.every=5 eval.judge=" + Judge() +
-                                         " eval.per_class=1 eval.steps=2");
+                                         runs + " train.steps=10 train.eval_every=5 stage.eval.judge=" + Judge() +
+                                         " stage.eval.per_class=1 stage.eval.steps=2");
   ASSERT_EQ(r.code, 0) << r.err;
   std::vector<int> steps;
   std::ifstream in(runs + "/tiny/metrics.jsonl");
@@ -117,10 +117,12 @@ TEST_F(EvalTest, TheTrainerLogsEvaluations) {
     }
   }
   EXPECT_EQ(steps, (std::vector<int>{5, 10}));
-  // eval.every without a judge is a config error.
-  const testing::Result bad = testing::Run(kLoom + " train " + kConfig + " run.dir=" + runs + " eval.every=5");
+  // train.eval_every without a judge is refused before anything is written.
+  const testing::Result bad = testing::Run(kLoom + " train " + kConfig + " data.train=" + dir_->str() +
+                                           "/fm/train run.dir=" + runs + " run.name=nojudge train.eval_every=5");
   EXPECT_EQ(bad.code, 2);
-  EXPECT_NE(bad.err.find("eval.judge is empty"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("stage.eval.judge is empty"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(runs + "/nojudge"));
 }
 
 TEST_F(EvalTest, AnExportSamplesLikeItsRun) {
@@ -133,6 +135,8 @@ TEST_F(EvalTest, AnExportSamplesLikeItsRun) {
   }
   const nlohmann::json info = nlohmann::json::parse(testing::ReadAll(bf16 + "/config.json"));
   EXPECT_EQ(info["format"], "loom-export");
+  EXPECT_EQ(info["kind"], "dit");
+  EXPECT_EQ(info["hash"].get<std::string>().size(), 64u);
   EXPECT_EQ(info["dtype"], "bf16");
   EXPECT_EQ(info["step"], 20);
   EXPECT_EQ(info["model"]["image_size"], 16);
@@ -153,6 +157,23 @@ TEST_F(EvalTest, ADamagedExportOrAnOccupiedOutIsRefused) {
   const std::string out = tmp_.str() + "/export";
   ASSERT_EQ(testing::Run(kLoom + " export " + Run() + " --out " + out).code, 0);
   const std::string file = out + "/model.safetensors";
+  const std::string intact = testing::ReadAll(file);
+  // One flipped byte in a tensor's data, then a truncated file: each named.
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(file) - 7));
+    const char flipped = static_cast<char>(intact[intact.size() - 7] ^ 0x10);
+    f.write(&flipped, 1);
+  }
+  for (const std::string& command : {"sample --model " + out + " --prompt 'a bag' --out " + tmp_.str() + "/x.png",
+                                     "export " + out + " --out " + tmp_.str() + "/again"}) {
+    const testing::Result r = testing::Run(kLoom + " " + command);
+    EXPECT_NE(r.code, 0) << command;
+    EXPECT_NE(r.err.find(file + ": tensor '"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("fails its checksum"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(tmp_.str() + "/x.png"));
+  EXPECT_FALSE(fs::exists(tmp_.str() + "/again"));
   fs::resize_file(file, fs::file_size(file) - 100);
   const testing::Result r = testing::Run(kLoom + " sample --model " + out + " --prompt 'a bag' --out " + tmp_.str() + "/x.png");
   EXPECT_NE(r.code, 0);
@@ -167,6 +188,27 @@ TEST_F(EvalTest, ADamagedExportOrAnOccupiedOutIsRefused) {
   EXPECT_NE(o.err.find("is not an export"), std::string::npos) << o.err;
   EXPECT_EQ(testing::ReadAll(occupied + "/notes.txt"), "mine");
   EXPECT_FALSE(fs::exists(occupied + "/model.safetensors"));
+}
+
+TEST_F(EvalTest, AReExportIsReplacedWholeOrNotAtAll) {
+  const std::string out = tmp_.str() + "/export";
+  ASSERT_EQ(testing::Run(kLoom + " export " + Run() + "/checkpoints/step-0000010 --out " + out).code, 0);
+  const nlohmann::json before = nlohmann::json::parse(testing::ReadAll(out + "/config.json"));
+  // A crash after the new export is written, before it is swapped in: the old one stays
+  // whole (weights and description together) and loads.
+  const testing::Result crash = testing::Run("LOOM_FAULT_EXPORT=1 " + kLoom + " export " + Run() + " --out " + out);
+  EXPECT_EQ(crash.code, 86) << crash.err;
+  EXPECT_EQ(nlohmann::json::parse(testing::ReadAll(out + "/config.json"))["hash"], before["hash"]);
+  EXPECT_EQ(testing::Run(kLoom + " sample --model " + out + " --prompt 'a bag' --n 1 --steps 2 --out " + tmp_.str() +
+                         "/a.png").code, 0);
+  // Without the crash the new weights replace the old at once.
+  ASSERT_EQ(testing::Run(kLoom + " export " + Run() + " --out " + out).code, 0);
+  const nlohmann::json after = nlohmann::json::parse(testing::ReadAll(out + "/config.json"));
+  EXPECT_EQ(after["step"], 20);
+  EXPECT_NE(after["hash"], before["hash"]);
+  for (const auto& e : fs::directory_iterator(tmp_.str())) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  }
 }
 
 }  // namespace

@@ -7,13 +7,16 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "core/config/load.h"          // LoadString
 #include "core/safetensors.h"           // NamedTensor, WriteSafetensors
 #include "data/tokenizer.h"            // Tokenizer::kPad
+#include "pipeline/export.h"           // WriteExport
+#include "pipeline/model.h"            // LoadedModel
+#include "stages/dit_stage.h"          // DiTStage, EmptyCaption
+#include "stages/registry.h"           // MakeStage
 #include "tests/support/subprocess.h"  // Run, TempDir
-#include "train/dit_stage.h"           // DiTStage, EmptyCaption
-#include "train/export.h"              // StageTensors, ModelBundle, WriteExport
 
-namespace loom::train {
+namespace loom::stages {
 namespace {
 
 namespace fs = std::filesystem;
@@ -31,27 +34,17 @@ void PrintTo(const Objective& o, std::ostream* os) { *os << o.schedule << "/" <<
 
 // A stage small enough for a CPU test that still has every kind of layer: 2 DiT blocks,
 // 1 text block, padded captions.
-ExperimentOptions TinyOptions(const Objective& objective) {
-  ExperimentOptions o;
-  o.data.image_size = 16;
-  o.data.channels = 1;
-  o.data.max_tokens = 8;
-  o.model.kind = "dit";
-  o.model.patch = 4;
-  o.model.width = 32;
-  o.model.depth = 2;
-  o.model.heads = 2;
-  o.model.mlp_ratio = 4.0;
-  o.model.text.width = 32;
-  o.model.text.depth = 1;
-  o.model.text.heads = 2;
-  o.model.text.vocab = 64;
-  o.diffusion.schedule = objective.schedule;
-  o.diffusion.timesteps = 1000;
-  o.diffusion.prediction = objective.prediction;
-  o.diffusion.loss_weight = objective.loss_weight;
-  o.diffusion.snr_gamma = 5.0;
-  return o;
+train::ExperimentOptions TinyOptions(const Objective& objective, const std::string& tokenizer) {
+  const std::string yaml =
+      "data: {image_size: 16, channels: 1, max_tokens: 8, tokenizer: " + tokenizer + "}\n"
+      "stage:\n"
+      "  kind: dit\n"
+      "  model: {patch: 4, width: 32, depth: 2, heads: 2, mlp_ratio: 4.0, text: {width: 32, depth: 1, heads: 2, vocab: 64}}\n"
+      "  diffusion: {schedule: " + objective.schedule + ", timesteps: 1000, prediction: " + objective.prediction +
+      ", loss_weight: " + objective.loss_weight + ", snr_gamma: 5.0}\n";
+  auto o = config::LoadString<train::ExperimentOptions>(yaml, "parity.yaml");
+  EXPECT_TRUE(o.ok()) << o.status();
+  return *o;
 }
 
 // The last line of a program's output.
@@ -68,15 +61,25 @@ TEST_P(ParityTest, LossAndEveryGradientMatchThePyTorchReference) {
                                    "-DLOOM_PYTHON=$HOME/.cache/loom/venv/bin/python (launch/setup.sh does)";
   ASSERT_TRUE(fs::exists(kPython)) << "LOOM_PYTHON " << kPython
                                    << " does not exist; run launch/setup.sh to create the venv";
-  const ExperimentOptions options = TinyOptions(GetParam());
-  // Built from the options the export's config describes, so config and weights agree.
-  const auto dit_config = models::ResolveDiT(options.model, options.data.image_size, options.data.channels);
-  ASSERT_TRUE(dit_config.ok()) << dit_config.status();
-  const auto process = diffusion::GaussianDiffusion::Create(options.diffusion);
-  ASSERT_TRUE(process.ok()) << process.status();
-
+  testing::TempDir dir;
+  // A tokenizer file for the stage to carry (its ids are not used: tokens are drawn below).
+  std::vector<std::string> captions;
+  for (int i = 0; i < 50; ++i) captions.push_back("a photo of thing " + std::to_string(i));
+  const auto trained = data::Tokenizer::Train(captions, 40);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  ASSERT_TRUE((*trained)->Save(dir.str() + "/tokenizer.model").ok());
+  const train::ExperimentOptions options = TinyOptions(GetParam(), dir.str() + "/tokenizer.model");
+  // Made by the registry from the options the export's config describes, so config and
+  // weights agree.
   torch::manual_seed(1234);
-  DiTStage stage(*dit_config, options.model.text, options.data.max_tokens, *process);
+  StageInputs in;
+  in.options = &options.stage;
+  in.data = options.data;
+  const auto made = MakeStage(in);
+  ASSERT_TRUE(made.ok()) << made.status();
+  auto stage = std::dynamic_pointer_cast<DiTStage>(*made);
+  ASSERT_NE(stage, nullptr);
+  const int64_t vocab = options.stage.As<DiTStageOptions>()->model.text.vocab;
   {
     // adaLN-Zero and the zeroed output layer would make most gradients exactly 0; noise
     // on every parameter makes every path carry signal.
@@ -89,7 +92,7 @@ TEST_P(ParityTest, LossAndEveryGradientMatchThePyTorchReference) {
   const torch::Tensor x0 = torch::rand({B, 1, 16, 16}) * 2 - 1;
   const torch::Tensor t = torch::tensor({0, 137, 640, 999}, torch::kLong);
   const torch::Tensor noise = torch::randn_like(x0);
-  torch::Tensor tokens = torch::randint(3, options.model.text.vocab, {B, L}, torch::kLong);
+  torch::Tensor tokens = torch::randint(3, vocab, {B, L}, torch::kLong);
   torch::Tensor mask = torch::zeros({B, L}, torch::kBool);
   const int64_t lengths[] = {8, 5, 3};
   for (int64_t i = 0; i < 3; ++i) mask[i].narrow(0, 0, lengths[i]).fill_(true);
@@ -105,15 +108,14 @@ TEST_P(ParityTest, LossAndEveryGradientMatchThePyTorchReference) {
   const torch::Tensor loss = losses.mean();
   loss.backward();
 
-  testing::TempDir dir;
-  ModelBundle bundle;
-  bundle.options = options;
-  bundle.tensors = StageTensors(*stage);
-  bundle.step = 0;
-  bundle.weights = "raw";
-  bundle.source = "parity_test";
+  pipeline::LoadedModel loaded;
+  loaded.stage = stage;
+  loaded.options = options;
+  loaded.kind = "dit";
+  loaded.weights = "raw";
+  loaded.source = "parity_test";
   const std::string export_dir = dir.str() + "/export";
-  const absl::Status written = WriteExport(bundle, export_dir, "fp32");
+  const absl::Status written = pipeline::WriteExport(loaded, export_dir, {});
   ASSERT_TRUE(written.ok()) << written;
 
   std::vector<NamedTensor> expected = {{"loss", loss.detach().reshape({1})}, {"losses", losses.detach()}};
@@ -153,4 +155,4 @@ INSTANTIATE_TEST_SUITE_P(Objectives, ParityTest,
                          });
 
 }  // namespace
-}  // namespace loom::train
+}  // namespace loom::stages

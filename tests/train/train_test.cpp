@@ -159,14 +159,32 @@ TEST_F(TrainTest, BadInputFailsBeforeWritingAnything) {
   fails(train + "data.train=" + dir_.str() + "/nothing", "no manifest");
   fails(train + "data.train=" + data_->str() + "/fm/test", "no tokenizer");
   fails(train + "data.train=" + data_->str() + "/fm/train data.channels=3", "data.channels is 3");
-  fails(train + "data.train=" + data_->str() + "/fm/train model.size=Q/4", "not a registered DiT size");
-  // A checkpoint of another model is refused, and nothing of it is changed.
+  fails(train + "data.train=" + data_->str() + "/fm/train stage.model.size=Q/4", "not a registered DiT size");
+  fails(train + "data.train=" + data_->str() + "/fm/train stage.kind=unet", "'unet' is not a kind; one of 'dit', 'vae'");
+  fails(train + "data.train=" + data_->str() + "/fm/train stage.disc.enabled=true",
+        "stage.disc: is an option of stage.kind 'vae', not of 'dit'");
+  fails(train + "data.train=" + data_->str() + "/fm/train stage.vae=" + dir_.str() + "/none",
+        "stage.vae: " + dir_.str() + "/none: no such export directory");
+  // A run resumed with another model, objective, data or seed is refused, saying what
+  // changed, and nothing of it is changed.
   const std::string other = dir_.str() + "/other";
   ASSERT_EQ(RunTiny(other, "tiny", 1, 3, "", data_->str() + "/fm/train"), 0);
-  const testing::Result r = testing::Run(kLoom + " train " + kConfig + " data.train=" + data_->str() +
-                                         "/fm/train run.dir=" + other + " train.steps=6 model.width=64");
-  EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("holds another model"), std::string::npos) << r.err;
+  const std::string checkpoint = testing::ReadAll(other + "/tiny/checkpoints/step-0000003/rank-00000.safetensors");
+  fs::copy(data_->str() + "/fm/train", dir_.str() + "/copy", fs::copy_options::recursive);
+  for (const auto& [change, shown] : std::vector<std::pair<std::string, std::string>>{
+           {"stage.model.width=64", "stage.model.width 32 -> 64"},
+           {"stage.diffusion.prediction=eps", "stage.diffusion.prediction v -> eps"},
+           {"run.seed=7", "run.seed 1 -> 7"},
+           {"data.train=" + dir_.str() + "/copy", "data.train"}}) {
+    const testing::Result r = testing::Run(kLoom + " train " + kConfig + " data.train=" + data_->str() +
+                                           "/fm/train run.dir=" + other + " train.steps=6 " + change);
+    EXPECT_EQ(r.code, 2) << change;
+    EXPECT_NE(r.err.find("was started with another config (" + shown), std::string::npos) << change << ": " << r.err;
+  }
+  // Keys that steer only the loop may change.
+  EXPECT_EQ(testing::Run(kLoom + " train " + kConfig + " data.train=" + data_->str() + "/fm/train run.dir=" + other +
+                         " train.steps=4 train.log_every=2 optim.lr=5e-4").code, 0);
+  EXPECT_TRUE(checkpoint == testing::ReadAll(other + "/tiny/checkpoints/step-0000003/rank-00000.safetensors"));
 }
 
 TEST_F(TrainTest, ANonFiniteLossStopsNamingStepAndRankAndKeepsTheCheckpoints) {

@@ -1,0 +1,119 @@
+// Caches of a frozen model's outputs (see encode.h).
+#include "pipeline/encode.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "core/log.h"
+#include "data/manifest.h"
+#include "data/pixels.h"
+#include "data/shard_reader.h"
+#include "data/shard_writer.h"
+#include "pipeline/model.h"
+
+namespace loom::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+absl::StatusOr<EncodeReport> EncodeDataset(const EncodeOptions& o) {
+  const auto started = Clock::now();
+  if (o.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
+  ASSIGN_OR_RETURN(const data::Manifest source, data::ReadManifest(o.data));
+  if (fs::exists(fs::path(o.out) / data::kManifestFile)) {
+    return absl::AlreadyExistsError(o.out + " already holds a dataset; choose another --out or remove it");
+  }
+  ASSIGN_OR_RETURN(LoadedModel model, LoadExport(o.with));
+  stages::CacheProducer* producer = model.stage->AsCacheProducer();
+  if (producer == nullptr) {
+    return absl::InvalidArgumentError("--with " + o.with + " is a '" + model.kind +
+                                      "' export, which computes nothing to cache (a vae export does)");
+  }
+  const stages::ImageSpec input = producer->input_spec();
+  if (source.spec.modality != data::Modality::kImage || source.spec.channels != input.channels) {
+    return absl::InvalidArgumentError(o.data + " holds " + source.spec.ToString() + " samples; " + o.with + " reads " +
+                                      std::to_string(input.channels) + "-channel images");
+  }
+  if (input.fit == "pad" && (source.spec.height > input.size || source.spec.width > input.size)) {
+    return absl::InvalidArgumentError(o.data + " holds " + source.spec.ToString() + " samples, larger than the " +
+                                      std::to_string(input.size) + "-pixel images " + o.with + " was trained on");
+  }
+  data::ShardWriterOptions wo;
+  wo.dir = o.out;
+  wo.labels = source.has_labels;
+  wo.label_names = source.label_names;
+  wo.source = source.source + ", encoded by " + o.with;
+  for (const stages::CacheField& f : producer->CacheFields()) {
+    wo.caches.push_back({f.name, f.shape});
+    if (o.flip) wo.caches.push_back({f.name + "_flipped", f.shape});
+  }
+  wo.producer = {{"kind", model.kind}, {"export", o.with}, {"hash", model.hash}};
+  ASSIGN_OR_RETURN(auto writer, data::ShardWriter::Create(source.spec, wo));
+  const int64_t values = [&] {
+    int64_t n = 0;
+    for (const data::CacheSpec& c : wo.caches) n += c.numel();
+    return n;
+  }();
+
+  EncodeReport report;
+  report.hash = model.hash;
+  const int64_t bytes = source.spec.bytes();
+  auto last_log = Clock::now();
+  for (const data::ShardEntry& e : source.shards) {
+    ASSIGN_OR_RETURN(auto reader, data::ShardReader::Open(o.data + "/" + e.file, &source.spec, source.caches));
+    std::vector<float> old_caches(static_cast<size_t>(reader->cache_values()));
+    for (int64_t from = 0; from < reader->size(); from += o.batch) {
+      const int64_t n = std::min(o.batch, reader->size() - from);
+      std::vector<uint8_t> raw(static_cast<size_t>(n * bytes));
+      std::vector<std::string> captions(n);
+      std::vector<int64_t> labels(n);
+      for (int64_t i = 0; i < n; ++i) {
+        RETURN_IF_ERROR(reader->ReadInto(from + i, raw.data() + i * bytes, &captions[i], &labels[i],
+                                         old_caches.empty() ? nullptr : old_caches.data()));
+      }
+      data::Batch batch;
+      batch.pixels = data::ModelPixels(raw.data(), n, source.spec, static_cast<int>(input.size), input.fit, {});
+      std::map<std::string, torch::Tensor> out = producer->EncodeBatch(batch), flipped;
+      if (o.flip) {
+        batch.pixels = data::ModelPixels(raw.data(), n, source.spec, static_cast<int>(input.size), input.fit,
+                                         std::vector<bool>(n, true));
+        flipped = producer->EncodeBatch(batch);
+      }
+      // Each sample's values in the order of wo.caches.
+      std::vector<float> sample(static_cast<size_t>(values));
+      for (int64_t i = 0; i < n; ++i) {
+        float* next = sample.data();
+        for (const stages::CacheField& f : producer->CacheFields()) {
+          for (auto* which : {&out, &flipped}) {
+            if (which == &flipped && !o.flip) continue;
+            const torch::Tensor t = which->at(f.name)[i].contiguous();
+            std::copy_n(t.data_ptr<float>(), t.numel(), next);
+            next += t.numel();
+          }
+        }
+        RETURN_IF_ERROR(writer->Add(raw.data() + i * bytes, captions[i], labels[i], sample.data()));
+      }
+      report.samples += n;
+      if (std::chrono::duration<double>(Clock::now() - last_log).count() > 10) {
+        const double s = std::chrono::duration<double>(Clock::now() - started).count();
+        log::Info() << "encoded " << report.samples << " of " << source.total << " samples (" << report.samples / s
+                    << " samples/s)";
+        last_log = Clock::now();
+      }
+    }
+  }
+  RETURN_IF_ERROR(writer->Finish().status());
+  const fs::path tokenizer = fs::path(o.data) / "tokenizer.model";
+  if (fs::exists(tokenizer)) {
+    std::error_code ec;
+    fs::copy_file(tokenizer, fs::path(o.out) / "tokenizer.model", fs::copy_options::overwrite_existing, ec);
+    if (ec) return absl::InternalError("cannot copy " + tokenizer.string() + ": " + ec.message());
+  }
+  report.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  return report;
+}
+
+}  // namespace loom::pipeline

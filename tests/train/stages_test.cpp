@@ -1,0 +1,285 @@
+// Stages end to end, driving the binary on real Fashion-MNIST shards (the first 512 per
+// split): the KL-VAE trains the same at 1 and 2 ranks and under zero2/zero3, resumes
+// bitwise with its discriminator (a second trainable, with batch-norm buffers in the
+// checkpoint); its export carries the latent scale; `loom data encode` caches its
+// latents with their producer; a DiT trains on them with the VAE frozen (in no
+// checkpoint), and its pipeline export samples; every misuse is one clear line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/subprocess.h"
+
+namespace loom {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kLoom = LOOM_BINARY;
+const std::string kPython = LOOM_PYTHON;
+const std::string kVae = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-vae.yaml";
+const std::string kDit = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.yaml";
+
+std::vector<nlohmann::json> Rows(const std::string& metrics) {
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
+std::vector<double> Losses(const std::string& run) {
+  std::vector<double> out;
+  for (const auto& row : Rows(run + "/metrics.jsonl")) out.push_back(row["loss"]);
+  return out;
+}
+
+// Tensor names of a safetensors file, one per line, by Python's safetensors.
+std::string Keys(const std::string& file) {
+  const testing::Result r = testing::Run(kPython + " -c \"from safetensors import safe_open; f = safe_open('" + file +
+                                         "', 'pt'); print('\\n'.join(f.keys()))\"");
+  EXPECT_EQ(r.code, 0) << r.err;
+  return r.out;
+}
+
+class StagesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_ = new testing::TempDir();
+    const std::string out = data_->str() + "/fm";
+    ASSERT_EQ(testing::Run(kLoom + " data fashion-mnist --out " + out + " --limit 512").code, 0);
+    ASSERT_EQ(testing::Run(kLoom + " data tokenizer --data " + out + "/train --vocab 64").code, 0);
+  }
+  static void TearDownTestSuite() { delete data_; }
+
+  static std::string Data() { return data_->str() + "/fm"; }
+
+  // Trains `config` on `np` ranks (one process without mpirun) into runs/NAME of this
+  // test; returns the result.
+  testing::Result Train(const std::string& config, int np, const std::string& name, const std::string& extra,
+                        const std::string& env = "") {
+    const std::string launcher = np == 1 ? "" : std::string(LOOM_MPIRUN) + " -np " + std::to_string(np) + " ";
+    return testing::Run(env + launcher + kLoom + " train " + config + " data.train=" + Data() + "/train data.test=" +
+                        Data() + "/test run.dir=" + Runs() + " run.name=" + name + " train.log_every=1 " + extra);
+  }
+  std::string Runs() const { return dir_.str() + "/runs"; }
+  std::string Run(const std::string& name) const { return Runs() + "/" + name; }
+
+  // A trained tiny VAE (`steps` steps), exported to DIR/exports/NAME.
+  std::string VaeExport(const std::string& name, int steps) {
+    const testing::Result t = Train(kVae, 1, name, "train.steps=" + std::to_string(steps));
+    EXPECT_EQ(t.code, 0) << t.err;
+    const std::string out = dir_.str() + "/exports/" + name;
+    const testing::Result e = testing::Run(kLoom + " export " + Run(name) + " --out " + out);
+    EXPECT_EQ(e.code, 0) << e.err;
+    return out;
+  }
+
+  static testing::TempDir* data_;
+  testing::TempDir dir_;
+};
+testing::TempDir* StagesTest::data_ = nullptr;
+
+TEST_F(StagesTest, TheVaeAgreesAtOneAndTwoRanksAndUnderZero) {
+  ASSERT_EQ(Train(kVae, 1, "one", "train.steps=10").code, 0);
+  const std::vector<double> one = Losses(Run("one"));
+  ASSERT_EQ(one.size(), 10u);
+  EXPECT_LT(one.back(), one.front());
+  for (const char* strategy : {"ddp", "zero2", "zero3"}) {
+    const testing::Result r = Train(kVae, 2, strategy, std::string("train.steps=10 dist.strategy=") + strategy);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::vector<double> two = Losses(Run(strategy));
+    ASSERT_EQ(two.size(), one.size()) << strategy;
+    for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(two[i], one[i], 1e-4 * std::abs(one[i])) << strategy << " " << i;
+  }
+  // The figures of the loss are logged beside it.
+  const nlohmann::json last = Rows(Run("one") + "/metrics.jsonl").back();
+  EXPECT_TRUE(last.contains("rec") && last.contains("kl")) << last;
+}
+
+TEST_F(StagesTest, TheVaeWithItsDiscriminatorResumesBitwise) {
+  const std::string disc = "stage.disc.enabled=true stage.disc.start=3 train.checkpoint_every=4 ";
+  ASSERT_EQ(Train(kVae, 2, "straight", disc + "train.steps=8").code, 0);
+  ASSERT_EQ(Train(kVae, 2, "resumed", disc + "train.steps=4").code, 0);
+  const testing::Result r = Train(kVae, 2, "resumed", disc + "train.steps=8");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(testing::ReadAll(Run("straight") + "/model.safetensors") ==
+              testing::ReadAll(Run("resumed") + "/model.safetensors"))
+      << "the resumed two-trainable run differs from the straight one";
+  // The discriminator trains from step 4 (start 3, counted from 0), with its own loss.
+  const std::vector<nlohmann::json> rows = Rows(Run("straight") + "/metrics.jsonl");
+  EXPECT_FALSE(rows[2].contains("disc.loss")) << rows[2];
+  EXPECT_TRUE(rows[3].contains("disc.loss") && rows[3].contains("g_loss")) << rows[3];
+  // Its batch-norm statistics are in the checkpoint and the final weights.
+  if (kPython.empty()) GTEST_SKIP() << "no Python venv configured";
+  const std::string keys = Keys(Run("straight") + "/checkpoints/step-0000008/rank-00000.safetensors");
+  EXPECT_NE(keys.find("buffer/disc.main.3.running_mean"), std::string::npos) << keys;
+  EXPECT_NE(keys.find("adam/disc.main.0.weight.exp_avg"), std::string::npos) << keys;
+  EXPECT_NE(Keys(Run("straight") + "/model.safetensors").find("disc.main.3.running_var"), std::string::npos);
+}
+
+TEST_F(StagesTest, ALatentDiTTrainsOnCachedLatentsOfAFrozenVae) {
+  const std::string vae = VaeExport("vae", 10);
+  const nlohmann::json info = nlohmann::json::parse(testing::ReadAll(vae + "/config.json"));
+  EXPECT_EQ(info["kind"], "vae");
+  EXPECT_GT(info["calibration"]["latent_scale"].get<double>(), 0.0) << info;
+  // The cache: latents (and flipped latents) beside the pixels, made by this export.
+  const std::string cache = dir_.str() + "/latents";
+  testing::Result r = testing::Run(kLoom + " data encode --data " + Data() + "/train --with " + vae + " --out " + cache +
+                                   " --flip");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(testing::Run(kLoom + " data inspect " + cache).code, 0);
+  const nlohmann::json manifest = nlohmann::json::parse(testing::ReadAll(cache + "/manifest.json"));
+  EXPECT_EQ(manifest["version"], 2);
+  EXPECT_EQ(manifest["producer"]["hash"], info["hash"]);
+  EXPECT_EQ(manifest["caches"][0]["shape"], (std::vector<int>{8, 8, 8}));
+  EXPECT_TRUE(fs::exists(cache + "/tokenizer.model"));
+
+  // The DiT on latents: the same losses at 1 and 2 ranks; the VAE in no checkpoint.
+  const std::string latent = "data.train=" + cache + " stage.vae=" + vae + " data.flip=true train.steps=6 ";
+  ASSERT_EQ(Train(kDit, 1, "dit1", latent).code, 0);
+  r = Train(kDit, 2, "dit2", latent);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<double> a = Losses(Run("dit1")), b = Losses(Run("dit2"));
+  ASSERT_EQ(a.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-4 * std::abs(a[i])) << i;
+  if (!kPython.empty()) {
+    const std::string keys = Keys(Run("dit2") + "/checkpoints/step-0000006/rank-00000.safetensors");
+    EXPECT_NE(keys.find("param/dit.final_linear.weight"), std::string::npos);
+    EXPECT_EQ(keys.find("vae."), std::string::npos) << "a frozen parameter was checkpointed";
+  }
+
+  // Its export is a pipeline (the VAE decoder and the DiT) that samples, as the run does.
+  const std::string pipeline = dir_.str() + "/exports/latent-dit";
+  r = testing::Run(kLoom + " export " + Run("dit2") + " --out " + pipeline);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json p = nlohmann::json::parse(testing::ReadAll(pipeline + "/config.json"));
+  EXPECT_EQ(p["kind"], "pipeline");
+  EXPECT_EQ(p["output"], "dit");
+  ASSERT_EQ(p["parts"].size(), 2u);
+  EXPECT_EQ(p["parts"][0]["kind"], "vae");
+  const auto sample = [&](const std::string& model, const std::string& png) {
+    const testing::Result s = testing::Run(kLoom + " sample --model " + model +
+                                           " --prompt 'a photo of a bag' --n 2 --steps 4 --out " + png);
+    EXPECT_EQ(s.code, 0) << s.err;
+    return testing::ReadAll(png);
+  };
+  const std::string from_pipeline = sample(pipeline, dir_.str() + "/p.png");
+  EXPECT_FALSE(from_pipeline.empty());
+  EXPECT_TRUE(sample(Run("dit2"), dir_.str() + "/r.png") == from_pipeline);
+  // The pipeline can move: its parts point at each other, not at where they came from.
+  fs::rename(pipeline, dir_.str() + "/moved");
+  fs::rename(vae, dir_.str() + "/vae-gone");
+  EXPECT_TRUE(sample(dir_.str() + "/moved", dir_.str() + "/m.png") == from_pipeline);
+  fs::rename(dir_.str() + "/vae-gone", vae);
+}
+
+TEST_F(StagesTest, MisusedExportsCachesAndDependenciesAreOneClearLine) {
+  const std::string vae = VaeExport("vae", 4), other = VaeExport("other", 5);
+  const std::string cache = dir_.str() + "/latents";
+  ASSERT_EQ(testing::Run(kLoom + " data encode --data " + Data() + "/train --with " + vae + " --out " + cache).code, 0);
+  const auto fails = [&](const testing::Result& r, const std::string& fragment) {
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  };
+  // A cache made by another VAE, flips that were not encoded, a VAE export used as a DiT,
+  // a DiT export where a VAE is needed, no export at all: nothing is written.
+  fails(Train(kDit, 1, "x", "data.train=" + cache + " stage.vae=" + other), "was encoded by " + vae);
+  fails(Train(kDit, 1, "x", "data.train=" + cache + " stage.vae=" + vae + " data.flip=true"), "encoded without flips");
+  fails(testing::Run(kLoom + " sample --model " + vae + " --prompt 'a bag' --out " + dir_.str() + "/x.png"),
+        "does not make images from text");
+  ASSERT_EQ(Train(kDit, 1, "pixel", "train.steps=2").code, 0);
+  const std::string dit = dir_.str() + "/exports/pixel";
+  ASSERT_EQ(testing::Run(kLoom + " export " + Run("pixel") + " --out " + dit).code, 0);
+  fails(Train(kDit, 1, "x", "data.train=" + cache + " stage.vae=" + dit), "is a 'dit' export; this option needs a 'vae'");
+  fails(Train(kDit, 1, "x", "data.train=" + cache + " stage.vae=" + Run("pixel")), "is not an export (no config.json)");
+  fails(testing::Run(kLoom + " data encode --data " + Data() + "/train --with " + dit + " --out " + dir_.str() + "/c2"),
+        "computes nothing to cache");
+  fails(Train(kDit, 1, "x", "data.train=" + Data() + "/train stage.vae=" + vae), "has no 'latents'");
+  EXPECT_FALSE(fs::exists(Run("x")));
+  EXPECT_FALSE(fs::exists(dir_.str() + "/c2"));
+
+  // A dependency changed since the run started: resuming is refused.
+  ASSERT_EQ(Train(kDit, 1, "latent", "data.train=" + cache + " stage.vae=" + vae + " train.steps=2").code, 0);
+  const testing::Result again = testing::Run(kLoom + " export " + Run("vae") + "/checkpoints/step-0000004 --out " + vae +
+                                             " --weights raw");
+  ASSERT_EQ(again.code, 0) << again.err;
+  fails(Train(kDit, 1, "latent", "data.train=" + cache + " stage.vae=" + vae + " train.steps=4"), "has changed since the run started");
+}
+
+TEST_F(StagesTest, ZeroThreeWritesOneNthPerRankAndSurvivesASkippedLastStep) {
+  // The bytes each rank writes at a checkpoint (from the log), at 1, 2 and 4 ranks.
+  std::vector<double> most;
+  for (int np : {1, 2, 4}) {
+    const std::string name = "z3-" + std::to_string(np);
+    const testing::Result r = Train(kDit, np, name, "train.steps=2 dist.strategy=zero3");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::string log = testing::ReadAll(Run(name) + "/log.txt");
+    const size_t at = log.rfind("bytes written per rank: ");
+    ASSERT_NE(at, std::string::npos) << log;
+    std::istringstream in(log.substr(at + 24));
+    double largest = 0;
+    for (std::string field; std::getline(in, field, ',');) largest = std::max(largest, std::stod(field));
+    most.push_back(largest);
+  }
+  // Rank 0 also writes the buffers: a little over 1/N.
+  EXPECT_LT(most[1], 0.6 * most[0]) << most[0] << " " << most[1];
+  EXPECT_LT(most[2], 0.35 * most[0]) << most[0] << " " << most[2];
+  // A step skipped for a non-finite loss at the very end: the checkpoint, the preview
+  // and the final weights still hold every parameter, finite.
+  const testing::Result r = Train(kDit, 2, "z3-skip", "train.steps=4 dist.strategy=zero3 train.on_nan=skip "
+                                  "train.sample_every=4", "LOOM_FAULT_NAN_LOSS=4:1 ");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(Run("z3-skip") + "/samples/step-0000004.png"));
+  EXPECT_EQ(testing::Run(kLoom + " sample --model " + Run("z3-skip") + " --prompt 'a bag' --n 1 --steps 2 --out " +
+                         dir_.str() + "/z.png").code, 0);
+  if (kPython.empty()) return;
+  const testing::Result check = testing::Run(
+      kPython + " -c \"from safetensors.torch import load_file; import torch; d = load_file('" + Run("z3-skip") +
+      "/model.safetensors'); print(all(t.numel() > 0 and bool(torch.isfinite(t).all()) for t in d.values()), "
+      "tuple(d['dit.final_linear.weight'].shape))\"");
+  ASSERT_EQ(check.code, 0) << check.err;
+  EXPECT_NE(check.out.find("True (16, 32)"), std::string::npos) << check.out;
+}
+
+TEST_F(StagesTest, ADamagedCheckpointIsNamedAndPassedOver) {
+  const std::string every3 = "train.checkpoint_every=3 ";
+  ASSERT_EQ(Train(kDit, 1, "straight", every3 + "train.steps=9").code, 0);
+  ASSERT_EQ(Train(kDit, 1, "damaged", every3 + "train.steps=6").code, 0);
+  // One flipped byte in the data of the newest checkpoint's tensors.
+  const std::string file = Run("damaged") + "/checkpoints/step-0000006/rank-00000.safetensors";
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(fs::file_size(file) / 2));
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x01);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(file) / 2));
+    f.write(&c, 1);
+  }
+  // loom sample refuses it, naming the file.
+  const testing::Result s = testing::Run(kLoom + " sample --model " + Run("damaged") + "/checkpoints/step-0000006" +
+                                         " --prompt 'a bag' --out " + dir_.str() + "/d.png");
+  EXPECT_NE(s.code, 0);
+  EXPECT_NE(s.err.find(file), std::string::npos) << s.err;
+  // Training resumes from step 3, says so, and ends as the straight run does.
+  const testing::Result r = Train(kDit, 1, "damaged", every3 + "train.steps=9");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("is damaged: " + file), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("resuming from the older intact checkpoint"), std::string::npos) << r.err;
+  EXPECT_TRUE(testing::ReadAll(Run("straight") + "/model.safetensors") ==
+              testing::ReadAll(Run("damaged") + "/model.safetensors"));
+  // With every checkpoint damaged the run stops, naming the newest.
+  for (const auto& e : fs::directory_iterator(Run("damaged") + "/checkpoints")) {
+    fs::resize_file(e.path() / "rank-00000.safetensors", 100);
+  }
+  const testing::Result none = Train(kDit, 1, "damaged", every3 + "train.steps=12");
+  EXPECT_NE(none.code, 0);
+  EXPECT_NE(none.err.find("no intact checkpoint under " + Run("damaged") + "/checkpoints"), std::string::npos)
+      << none.err;
+}
+
+}  // namespace
+}  // namespace loom
