@@ -83,6 +83,7 @@ class NcclGroup : public ProcessGroup {
   }
 
   std::string backend() const override { return "nccl"; }
+  torch::Device device() const override { return torch::Device(torch::kCUDA, c10::cuda::current_device()); }
 
   std::shared_ptr<Work> AllReduce(torch::Tensor t, ReduceOp op, Dispatch) override {
     return Launch("all_reduce", {t}, [&](cudaStream_t s) -> absl::Status {

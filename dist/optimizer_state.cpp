@@ -42,7 +42,8 @@ int64_t OptimizerBytes(const torch::optim::Optimizer& optimizer) {
 absl::StatusOr<double> ClipShardedGradNorm(ProcessGroup& group, const std::vector<torch::Tensor>& grads,
                                            double max_norm) {
   torch::NoGradGuard no_grad;
-  torch::Tensor sum = torch::zeros({1}, torch::kFloat64);
+  // Summed where the gradients are, so the step's only host sync is reading the norm.
+  torch::Tensor sum = torch::zeros({1}, torch::TensorOptions(torch::kFloat64).device(group.device()));
   for (const auto& g : grads) sum += g.to(torch::kFloat64).pow(2).sum();
   RETURN_IF_ERROR(group.AllReduce(sum, ReduceOp::kSum, Dispatch::kCaller)->Wait());
   const double norm = std::sqrt(sum.item<double>());

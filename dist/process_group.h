@@ -42,6 +42,8 @@ class ProcessGroup {
   int rank() const { return rank_; }
   int size() const { return size_; }
   virtual std::string backend() const = 0;
+  // Where its tensors must live: the CPU for MPI, this rank's GPU for NCCL.
+  virtual torch::Device device() const { return torch::kCPU; }
 
   // In place on `tensor`.
   virtual std::shared_ptr<Work> AllReduce(torch::Tensor tensor, ReduceOp op,
@@ -82,6 +84,13 @@ std::unique_ptr<ProcessGroup> CreateMpiGroup(double timeout_s);
 
 // The NCCL backend (CUDA tensors on the current device); error where NCCL is absent.
 absl::StatusOr<std::unique_ptr<ProcessGroup>> CreateNcclGroup(double timeout_s);
+
+// Collectives on small host values (losses, flags, step counts, sizes): they travel on
+// the group's device and come back to the CPU. Collective, waited on.
+absl::StatusOr<torch::Tensor> AllReduceHost(ProcessGroup& group, const torch::Tensor& values, ReduceOp op);
+// [size() * n] from every rank's [n].
+absl::StatusOr<torch::Tensor> AllGatherHost(ProcessGroup& group, const torch::Tensor& values);
+absl::StatusOr<torch::Tensor> BroadcastHost(ProcessGroup& group, const torch::Tensor& values, int root);
 
 // Bytes of a tensor's elements.
 inline int64_t Bytes(const torch::Tensor& t) {

@@ -323,9 +323,8 @@ class Zero : public Strategy {
 
 absl::Status SyncParameters(torch::nn::Module& model, ProcessGroup& group) {
   std::string description;
-  torch::Tensor mine = torch::tensor({ModelFingerprint(model, &description)}, torch::kInt64);
-  torch::Tensor all = torch::zeros({group.size()}, torch::kInt64);
-  RETURN_IF_ERROR(group.AllGather(all, mine, Dispatch::kCaller)->Wait());
+  ASSIGN_OR_RETURN(const torch::Tensor all,
+                   AllGatherHost(group, torch::tensor({ModelFingerprint(model, &description)}, torch::kInt64)));
   for (int r = 0; r < group.size(); ++r) {
     if (all[r].item<int64_t>() != all[0].item<int64_t>()) {
       return absl::FailedPreconditionError(

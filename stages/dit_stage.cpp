@@ -25,6 +25,10 @@ void DiTStageOptions::Describe(config::Fields<DiTStageOptions>& f) {
   f.Add("vae", &O::vae,
         "a VAE export (frozen): train on its latents (data.train made by 'loom data encode --with' it) and "
         "sample through its decoder; empty: train on pixels");
+  f.Add("caption_noise", &O::caption_noise,
+        "share of training captions that get one or two random tokens inserted (robustness to words the "
+        "captions never use)")
+      .Rule(config::InHalfOpen(0, 1));
   f.Add("preview_steps", &O::preview_steps, "DDIM steps of the preview grids").Rule(config::Positive());
   f.Add("preview_cfg", &O::preview_cfg, "guidance scale of the preview grids").Rule(config::AtLeast(0));
   f.Add("eval", &O::eval, "judged evaluation every train.eval_every steps");
@@ -35,6 +39,23 @@ void EmptyCaption(torch::Tensor tokens, torch::Tensor mask) {
   tokens.select(1, 0).fill_(data::Tokenizer::kStart);
   mask.fill_(false);
   mask.select(1, 0).fill_(true);
+}
+
+void InsertNoiseTokens(torch::Tensor tokens, torch::Tensor mask, int64_t vocab, SplitMix64& rng) {
+  const int64_t L = tokens.size(0);
+  int64_t* ids = tokens.data_ptr<int64_t>();
+  bool* real = mask.data_ptr<bool>();
+  int64_t n = 0;
+  while (n < L && real[n]) ++n;
+  if (vocab <= data::Tokenizer::kStart + 1) return;
+  const int inserts = 1 + static_cast<int>(rng.Below(2));
+  for (int k = 0; k < inserts && n < L; ++k) {
+    const int64_t at = 1 + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(n)));  // after the start token
+    for (int64_t j = n; j > at; --j) ids[j] = ids[j - 1];
+    ids[at] = data::Tokenizer::kStart + 1 + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(vocab - 3)));
+    real[n] = true;
+    ++n;
+  }
 }
 
 DiTStage::DiTStage(const DiTStageOptions& o, const models::DiTConfig& dit_config,
@@ -106,7 +127,14 @@ torch::Tensor DiTStage::Losses(const data::Batch& batch, uint64_t seed, int64_t 
       x0[i].copy_(z * autoencoder_->latent_scale());
     }
     SplitMix64 coin(SeedFor(seed ^ 0xD809ull, static_cast<uint64_t>(step), id));
-    if (coin.Uniform() < caption_dropout_) EmptyCaption(tokens.narrow(0, i, 1), mask.narrow(0, i, 1));
+    if (coin.Uniform() < caption_dropout_) {
+      EmptyCaption(tokens.narrow(0, i, 1), mask.narrow(0, i, 1));
+    } else if (options.caption_noise > 0) {
+      SplitMix64 noise_coin(SeedFor(seed ^ 0x4E4F4953ull, static_cast<uint64_t>(step), id));
+      if (noise_coin.Uniform() < options.caption_noise) {
+        InsertNoiseTokens(tokens[i], mask[i], tokenizer_->vocab_size(), noise_coin);
+      }
+    }
   }
   const auto device = dit->pos_embed.device();
   Autocast autocast(device, bf16);
@@ -218,7 +246,8 @@ nlohmann::ordered_json DiTStage::Describe() const {
         {"snr_gamma", options.diffusion.snr_gamma}}},
       {"space", autoencoder_ != nullptr ? "latent" : "pixel"},
       {"output", {{"image_size", pixels_.size}, {"channels", pixels_.channels}, {"fit", pixels_.fit}}},
-      {"caption_dropout", caption_dropout_}};
+      {"caption_dropout", caption_dropout_},
+      {"caption_noise", options.caption_noise}};
   return d;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/config/schema.h"
+#include "core/rng.h"
 #include "data/tokenizer.h"
 #include "diffusion/gaussian_diffusion.h"
 #include "diffusion/options.h"
@@ -40,6 +41,7 @@ struct DiTStageOptions {
   models::DiTOptions model;
   diffusion::DiffusionOptions diffusion;
   std::string vae = "";  // a VAE export: train on its latents, sample through its decoder
+  double caption_noise = 0.0;  // share of captions that get one or two random tokens inserted
   int preview_steps = 50;
   double preview_cfg = 4.0;
   DiTEvalOptions eval;
@@ -49,6 +51,11 @@ struct DiTStageOptions {
 
 // The empty caption (start token, then padding) in rows like `tokens`.
 void EmptyCaption(torch::Tensor tokens, torch::Tensor mask);
+
+// Inserts one or two tokens drawn from [3, vocab) at random places after the start token
+// of one caption row (as far as its padding has room), drawing from `rng`: captions with
+// words the data never has, so the model learns to rely on the words it knows.
+void InsertNoiseTokens(torch::Tensor tokens, torch::Tensor mask, int64_t vocab, SplitMix64& rng);
 
 class DiTStage : public Stage, public TextToImage {
  public:

@@ -90,8 +90,7 @@ absl::StatusOr<std::vector<int64_t>> SaveCheckpoint(dist::ProcessGroup& group, c
                                            {{"format", "loom-checkpoint"}, {"step", std::to_string(state.step)}}));
   }
   MaybeCrash();
-  torch::Tensor sizes = torch::zeros({group.size()}, torch::kInt64);
-  RETURN_IF_ERROR(group.AllGather(sizes, torch::tensor({bytes}, torch::kInt64), dist::Dispatch::kCaller)->Wait());
+  ASSIGN_OR_RETURN(const torch::Tensor sizes, dist::AllGatherHost(group, torch::tensor({bytes}, torch::kInt64)));
   if (group.rank() == 0) {
     CheckpointState s = state;
     s.world = group.size();

@@ -80,8 +80,12 @@ absl::StatusOr<Loop::Figures> Loop::Step(int64_t step) {
     if (runs_[k].spec.Active(step)) active.push_back(static_cast<int>(k));
   }
   for (int k : active) runs_[k].strategy->ZeroGrad();
-  std::vector<double> loss_sum(K, 0.0);
-  std::vector<std::pair<std::string, double>> metric_sum;
+  // Losses and metrics stay where they are computed (float64 sums) until the step's one
+  // collective; reading them back is the step's one host sync.
+  const auto f64 = torch::TensorOptions(torch::kFloat64).device(p_.group->device());
+  std::vector<torch::Tensor> loss_sum(K);
+  std::vector<std::string> metric_names;
+  std::vector<torch::Tensor> metric_sum;
   for (int micro = 0; micro < o_.train.grad_accum; ++micro) {
     ASSIGN_OR_RETURN(data::Batch batch, p_.loader->Next());
     for (int k : active) {
@@ -91,13 +95,16 @@ absl::StatusOr<Loop::Figures> Loop::Step(int64_t step) {
       torch::Tensor loss = r.loss / o_.train.grad_accum;
       if (k == active.front() && InjectNan(step + 1, rank_)) loss = loss * std::numeric_limits<double>::quiet_NaN();
       loss.backward();
-      loss_sum[k] += loss.item<double>();
+      const torch::Tensor value = loss.detach().to(f64);
+      loss_sum[k] = loss_sum[k].defined() ? loss_sum[k] + value : value;
       for (size_t m = 0; m < r.metrics.size(); ++m) {
-        const double v = r.metrics[m].second.item<double>() / o_.train.grad_accum;
+        const torch::Tensor v = r.metrics[m].second.detach().to(f64) / o_.train.grad_accum;
         if (micro == 0) {
-          metric_sum.push_back({r.metrics[m].first, v});
+          metric_names.push_back(r.metrics[m].first);
+          metric_sum.push_back(v);
         } else {
-          metric_sum[metric_sum.size() - r.metrics.size() + m].second += v;
+          torch::Tensor& sum = metric_sum[metric_sum.size() - r.metrics.size() + m];
+          sum = sum + v;
         }
       }
     }
@@ -107,20 +114,22 @@ absl::StatusOr<Loop::Figures> Loop::Step(int64_t step) {
   // Losses and metrics averaged over ranks (the same numbers on every rank), and which
   // ranks saw a non-finite loss, in one collective.
   const size_t A = active.size(), M = metric_sum.size();
-  torch::Tensor global = torch::zeros({static_cast<int64_t>(A + M) + world_}, torch::kFloat64);
-  bool finite = true;
+  std::vector<torch::Tensor> parts;
+  torch::Tensor finite = torch::ones({}, f64);
   for (size_t a = 0; a < A; ++a) {
-    global[a] = loss_sum[active[a]] / world_;
-    finite = finite && std::isfinite(loss_sum[active[a]]);
+    parts.push_back((loss_sum[active[a]] / world_).reshape({1}));
+    finite = finite * torch::isfinite(loss_sum[active[a]]).to(torch::kFloat64);
   }
-  for (size_t m = 0; m < M; ++m) global[A + m] = metric_sum[m].second / world_;
-  global[A + M + rank_] = finite ? 0.0 : 1.0;
-  RETURN_IF_ERROR(p_.group->AllReduce(global, dist::ReduceOp::kSum, dist::Dispatch::kCaller)->Wait());
+  for (size_t m = 0; m < M; ++m) parts.push_back((metric_sum[m] / world_).reshape({1}));
+  torch::Tensor flags = torch::zeros({world_}, f64);
+  flags[rank_] = 1.0 - finite;
+  parts.push_back(flags);
+  ASSIGN_OR_RETURN(const torch::Tensor global, dist::AllReduceHost(*p_.group, torch::cat(parts), dist::ReduceOp::kSum));
   Figures f;
   f.loss.assign(K, std::numeric_limits<double>::quiet_NaN());
   f.grad_norm.assign(K, std::numeric_limits<double>::quiet_NaN());
   for (size_t a = 0; a < A; ++a) f.loss[active[a]] = global[a].item<double>();
-  for (size_t m = 0; m < M; ++m) f.metrics.push_back({metric_sum[m].first, global[A + m].item<double>()});
+  for (size_t m = 0; m < M; ++m) f.metrics.push_back({metric_names[m], global[A + m].item<double>()});
   for (int r = 0; r < world_ && f.bad_rank < 0; ++r) {
     if (global[A + M + r].item<double>() != 0) f.bad_rank = r;
   }

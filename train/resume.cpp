@@ -43,8 +43,7 @@ absl::Status CheckDependencies(const nlohmann::json& saved, const nlohmann::json
 absl::StatusOr<int64_t> AgreedNewestCheckpoint(dist::ProcessGroup& group, const std::string& run_dir) {
   const auto complete = CompleteCheckpoints(run_dir);
   const int64_t mine = complete.empty() ? -1 : complete.back().first;
-  torch::Tensor all = torch::zeros({group.size()}, torch::kInt64);
-  RETURN_IF_ERROR(group.AllGather(all, torch::tensor({mine}, torch::kInt64), dist::Dispatch::kCaller)->Wait());
+  ASSIGN_OR_RETURN(const torch::Tensor all, dist::AllGatherHost(group, torch::tensor({mine}, torch::kInt64)));
   for (int r = 0; r < group.size(); ++r) {
     const int64_t theirs = all[r].item<int64_t>();
     if (theirs != all[0].item<int64_t>()) {
@@ -66,11 +65,11 @@ absl::StatusOr<std::optional<CheckpointState>> Resume(dist::ProcessGroup& group,
   if (newest < 0) return std::optional<CheckpointState>();
   // Rank 0's candidates, newest first, for every rank.
   const auto complete = CompleteCheckpoints(run_dir);
-  torch::Tensor count = torch::tensor({static_cast<int64_t>(complete.size())}, torch::kInt64);
-  RETURN_IF_ERROR(group.Broadcast(count, 0, dist::Dispatch::kCaller)->Wait());
-  torch::Tensor steps = torch::zeros({count.item<int64_t>()}, torch::kInt64);
-  for (size_t i = 0; group.rank() == 0 && i < complete.size(); ++i) steps[static_cast<int64_t>(i)] = complete[i].first;
-  RETURN_IF_ERROR(group.Broadcast(steps, 0, dist::Dispatch::kCaller)->Wait());
+  ASSIGN_OR_RETURN(const torch::Tensor count,
+                   dist::BroadcastHost(group, torch::tensor({static_cast<int64_t>(complete.size())}, torch::kInt64), 0));
+  torch::Tensor mine_steps = torch::zeros({count.item<int64_t>()}, torch::kInt64);
+  for (size_t i = 0; group.rank() == 0 && i < complete.size(); ++i) mine_steps[static_cast<int64_t>(i)] = complete[i].first;
+  ASSIGN_OR_RETURN(const torch::Tensor steps, dist::BroadcastHost(group, mine_steps, 0));
 
   std::string first_damage;
   for (int64_t i = steps.size(0) - 1; i >= 0; --i) {
@@ -89,8 +88,9 @@ absl::StatusOr<std::optional<CheckpointState>> Resume(dist::ProcessGroup& group,
     const bool damaged = absl::IsDataLoss(status) || absl::IsNotFound(status);
     if (!status.ok() && !damaged) return status;  // another model or config: no older checkpoint helps
     // 1 where a rank found damage: every rank passes over the same checkpoints.
-    torch::Tensor flag = torch::tensor({damaged ? 1.0 : 0.0}, torch::kFloat64);
-    RETURN_IF_ERROR(group.AllReduce(flag, dist::ReduceOp::kSum, dist::Dispatch::kCaller)->Wait());
+    ASSIGN_OR_RETURN(const torch::Tensor flag,
+                     dist::AllReduceHost(group, torch::tensor({damaged ? 1.0 : 0.0}, torch::kFloat64),
+                                         dist::ReduceOp::kSum));
     if (flag.item<double>() == 0) {
       if (!first_damage.empty() && group.rank() == 0) log::Warning() << "resuming from the older intact checkpoint " << dir;
       return std::optional<CheckpointState>(state);
