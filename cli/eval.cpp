@@ -148,7 +148,8 @@ absl::Status RunReconstruction(const std::string& name, const std::vector<std::s
               << " s";
   nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind}, {"step", model.step},
                                 {"weights", model.weights}, {"data", o.data}};
-  for (const auto& item : r.ToJson().items()) out[item.key()] = item.value();
+  const nlohmann::ordered_json result = r.ToJson();  // named: items() refers to it
+  for (const auto& item : result.items()) out[item.key()] = item.value();
   log::Info() << out.dump();
   return absl::OkStatus();
 }

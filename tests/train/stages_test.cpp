@@ -124,6 +124,14 @@ TEST_F(StagesTest, ALatentDiTTrainsOnCachedLatentsOfAFrozenVae) {
   const nlohmann::json info = nlohmann::json::parse(testing::ReadAll(vae + "/config.json"));
   EXPECT_EQ(info["kind"], "vae");
   EXPECT_GT(info["calibration"]["latent_scale"].get<double>(), 0.0) << info;
+  // Its reconstructions, judged: the last line is JSON with the figures.
+  testing::Result e = testing::Run(kLoom + " eval reconstruction --model " + vae + " --data " + Data() +
+                                   "/test --limit 64");
+  ASSERT_EQ(e.code, 0) << e.err;
+  const nlohmann::json figures = nlohmann::json::parse(e.out.substr(e.out.rfind("\n{") + 1));
+  EXPECT_EQ(figures["images"], 64);
+  EXPECT_GT(figures["psnr"].get<double>(), 5.0) << figures;
+  EXPECT_GT(figures["ssim"].get<double>(), 0.0) << figures;
   // The cache: latents (and flipped latents) beside the pixels, made by this export.
   const std::string cache = dir_.str() + "/latents";
   testing::Result r = testing::Run(kLoom + " data encode --data " + Data() + "/train --with " + vae + " --out " + cache +
