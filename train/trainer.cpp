@@ -56,6 +56,8 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
                                       "choose another run.name or remove the directory");
     }
   }
+  int64_t params = 0;  // counted before ZeRO-3 shards them
+  for (const auto& p : stage.parameters()) params += p.numel();
   ASSIGN_OR_RETURN(std::vector<TrainableRun> runs, StartTrainables(stage, *group, o.dist));
   ASSIGN_OR_RETURN(std::optional<CheckpointState> resume,
                    Resume(*group, run_dir.string(), stage, runs, resolved_yaml, setup.dependency_records));
@@ -76,8 +78,6 @@ absl::Status Train(const ExperimentOptions& o, const std::string& resolved_yaml)
   }
   if (resume) log::Info() << "resuming from step " << start_step << " (saved at world " << resume->world << ")";
 
-  int64_t params = 0;
-  for (const auto& p : stage.parameters()) params += p.numel();
   if (proc.rank == 0) {
     fs::create_directories(run_dir / "samples");
     RETURN_IF_ERROR(WriteFileAtomic((run_dir / "config.yaml").string(), resolved_yaml));  // current config

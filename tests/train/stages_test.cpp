@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "tests/support/subprocess.h"
 
@@ -220,6 +221,7 @@ TEST_F(StagesTest, MisusedExportsCachesAndDependenciesAreOneClearLine) {
 TEST_F(StagesTest, ZeroThreeWritesOneNthPerRankAndSurvivesASkippedLastStep) {
   // The bytes each rank writes at a checkpoint (from the log), at 1, 2 and 4 ranks.
   std::vector<double> most;
+  std::set<int64_t> counted;  // the parameters the run's first line reports
   for (int np : {1, 2, 4}) {
     const std::string name = "z3-" + std::to_string(np);
     const testing::Result r = Train(kDit, np, name, "train.steps=2 dist.strategy=zero3");
@@ -227,11 +229,17 @@ TEST_F(StagesTest, ZeroThreeWritesOneNthPerRankAndSurvivesASkippedLastStep) {
     const std::string log = testing::ReadAll(Run(name) + "/log.txt");
     const size_t at = log.rfind("bytes written per rank: ");
     ASSERT_NE(at, std::string::npos) << log;
+    const size_t count_at = log.find(" stage, ");
+    ASSERT_NE(count_at, std::string::npos) << log;
+    counted.insert(std::stoll(log.substr(count_at + 8)));
     std::istringstream in(log.substr(at + 24));
     double largest = 0;
     for (std::string field; std::getline(in, field, ',');) largest = std::max(largest, std::stod(field));
     most.push_back(largest);
   }
+  // Every parameter counted, whole, however the ranks shard them.
+  ASSERT_EQ(counted.size(), 1u);
+  EXPECT_GT(*counted.begin(), 0);
   // Rank 0 also writes the buffers: a little over 1/N.
   EXPECT_LT(most[1], 0.6 * most[0]) << most[0] << " " << most[1];
   EXPECT_LT(most[2], 0.35 * most[0]) << most[0] << " " << most[2];

@@ -5,6 +5,7 @@
 // per tensor), for the L1 and the L2 reconstruction loss.
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "core/config/load.h"          // LoadString
@@ -92,6 +93,7 @@ TEST_P(VaeParityTest, LossAndEveryGradientMatchThePyTorchReference) {
   ASSERT_EQ(out.code, 0) << out.out << out.err;
   const nlohmann::json report = nlohmann::json::parse(LastLine(out.out), nullptr, false);
   ASSERT_FALSE(report.is_discarded()) << out.out << out.err;
+  std::cout << "vae parity (" << GetParam() << "): " << report.dump() << "\n";
   EXPECT_TRUE(report["names_match"].get<bool>());
   EXPECT_LE(report["loss_rel_err"].get<double>(), 1e-5) << out.out;
   EXPECT_LE(report["max_grad_rel_err"].get<double>(), 1e-5) << report["worst_grad"];
