@@ -29,6 +29,7 @@ std::vector<Command> EvalCommands();    // cli/eval.cpp: the judge and prompt ac
 std::vector<Command> DataCommands();    // cli/data.cpp: inspect, tokenizer
 std::vector<Command> IngestCommands();  // cli/ingest.cpp: dataset makers
 std::vector<Command> BenchCommands();   // cli/bench.cpp: measurements
+std::vector<Command> ImportCommands();  // cli/import.cpp: pretrained models from other formats
 // Commands whose implementation is tracked by an open issue: they say so and exit 2.
 std::vector<Command> PendingCommands();
 

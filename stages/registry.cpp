@@ -2,6 +2,7 @@
 // dependencies and its maker, here and nowhere else.
 #include "stages/registry.h"
 
+#include "stages/bert_stage.h"
 #include "stages/dit_stage.h"
 #include "stages/vae_stage.h"
 
@@ -17,6 +18,8 @@ const std::vector<StageKind>& StageKinds() {
        MakeDiTStage},
       {config::KindOf<VaeStageOptions>("vae", "KL-regularised autoencoder (+ patch discriminator) for latent models"),
        [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeVaeStage},
+      {config::KindOf<BertStageOptions>("bert", "pretrained BERT-family text encoder, frozen (made by loom import text-encoder)"),
+       [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeBertStage},
   };
   return kinds;
 }

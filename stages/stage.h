@@ -122,6 +122,7 @@ class Stage : public torch::nn::Module {
   // What the stage can do at inference; null when it cannot.
   virtual TextToImage* AsTextToImage() { return nullptr; }
   virtual Autoencoder* AsAutoencoder() { return nullptr; }
+  virtual TextEncoding* AsTextEncoding() { return nullptr; }
   virtual CacheProducer* AsCacheProducer() { return nullptr; }
 };
 

@@ -74,12 +74,14 @@ TEST(Cli, ModelCommandsNameAMissingModel) {
   ExpectBadInput("eval classifier --data /nonexistent --out y", "/nonexistent/train");
   ExpectBadInput("eval reconstruction --model /nonexistent --data /nowhere", "/nonexistent: no such directory");
   ExpectBadInput("data encode --data /nonexistent --with /x --out y", "/nonexistent/manifest.json: no manifest");
+  ExpectBadInput("import text-encoder --from /nonexistent --out y", "--from /nonexistent: no such directory");
+  ExpectBadInput("import text-encoder --from . --out y", "--from . has no config.json");
 }
 
 TEST(Cli, HelpEverywhere) {
   for (const std::string args : {"--help", "info --help", "train --help", "data --help",
                                  "data shapes --help", "data encode --help", "eval --help", "eval prompts --help",
-                                 "eval reconstruction --help", "export --help", "bench comm --help", "bench step --help",
+                                 "eval reconstruction --help", "export --help", "import text-encoder --help", "bench comm --help", "bench step --help",
                                  "bench checkpoint --help"}) {
     const testing::Result r = RunLoom(args);
     EXPECT_EQ(r.code, 0) << args << "\n" << r.err;
