@@ -68,8 +68,9 @@ absl::Status RunTokenizer(const std::string& name, const std::vector<std::string
 absl::Status RunEncode(const std::string& name, const std::vector<std::string>& argv) {
   pipeline::EncodeOptions o;
   ArgParser args(name, "Writes a copy of a dataset whose samples also carry what a frozen model computes\n"
-                       "from them (a VAE export: its latents), for stages that train on them (stage.vae).\n"
-                       "The manifest records the model's content hash. Last line: JSON.");
+                       "from them (a VAE export: its latents; a text encoder: per-token features of the\n"
+                       "caption), beside the caches the source already carries, for stages that train on\n"
+                       "them. The manifest records each cache's model and content hash. Last line: JSON.");
   args.Flag("data", &o.data, "source dataset directory (e.g. datasets/fashion/train)").Required();
   args.Flag("with", &o.with, "the export that computes the cache (e.g. a vae export)").Required();
   args.Flag("out", &o.out, "new dataset directory").Required();
@@ -94,7 +95,7 @@ std::vector<Command> DataCommands() {
   return {
       {"data inspect", "check every shard against manifest, schema and checksums", RunInspect},
       {"data tokenizer", "train the caption tokenizer of a dataset", RunTokenizer},
-      {"data encode", "cache a frozen model's outputs (VAE latents) with a dataset", RunEncode},
+      {"data encode", "cache a frozen model's outputs (VAE latents, text features) with a dataset", RunEncode},
   };
 }
 

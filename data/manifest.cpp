@@ -23,8 +23,9 @@ std::string Manifest::ToJson() const {
   j["source"] = source;
   if (!caches.empty()) {
     j["caches"] = nlohmann::ordered_json::array();
-    for (const CacheSpec& c : caches) j["caches"].push_back({{"name", c.name}, {"dtype", "float32"}, {"shape", c.shape}});
-    j["producer"] = producer;
+    for (const CacheSpec& c : caches) {
+      j["caches"].push_back({{"name", c.name}, {"dtype", "float32"}, {"shape", c.shape}, {"producer", c.producer}});
+    }
   }
   j["shards"] = nlohmann::ordered_json::array();
   for (const ShardEntry& s : shards) {
@@ -62,7 +63,9 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir) {
     }
     if (version == kCacheShardVersion) {
       for (const auto& c : j.at("caches")) {
-        CacheSpec spec{c.at("name").get<std::string>(), c.at("shape").get<std::vector<int64_t>>()};
+        CacheSpec spec{c.at("name").get<std::string>(), c.at("shape").get<std::vector<int64_t>>(), {}};
+        // Earlier version-2 manifests record one producer for all their caches.
+        spec.producer = (c.contains("producer") ? c.at("producer") : j.at("producer")).get<std::map<std::string, std::string>>();
         if (c.at("dtype").get<std::string>() != "float32") return bad("cache '" + spec.name + "' is not float32");
         if (spec.name.empty() || spec.shape.empty() || spec.numel() <= 0 || m.FindCache(spec.name) != nullptr) {
           return bad("cache '" + spec.name + "' has no name, a bad shape or a twin");
@@ -70,7 +73,6 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir) {
         m.caches.push_back(std::move(spec));
       }
       if (m.caches.empty()) return bad("version 2 names no caches");
-      m.producer = j.at("producer").get<std::map<std::string, std::string>>();
     }
     if (absl::Status s = ParseModality(j.at("modality").get<std::string>(), &m.spec.modality); !s.ok()) {
       return bad(std::string(s.message()));

@@ -27,10 +27,10 @@ struct Manifest {
   std::vector<std::string> label_names;  // label i's name, when labels have names
   std::string source;                    // what made it: "fashion-mnist train", ...
   std::vector<ShardEntry> shards;
-  // Version 2: the cache datasets of every shard, and the frozen model that computed
-  // them ({"kind", "export", "hash"}), so a stage can refuse a cache of another model.
+  // Version 2: the cache datasets of every shard, each with the frozen model that
+  // computed it. A dataset may carry caches of several models (VAE latents and a text
+  // encoder's tokens).
   std::vector<CacheSpec> caches;
-  std::map<std::string, std::string> producer;
 
   int version() const { return caches.empty() ? kShardVersion : kCacheShardVersion; }
   const CacheSpec* FindCache(const std::string& name) const;

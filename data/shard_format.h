@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,10 +54,12 @@ struct SampleSpec {
   }
 };
 
-// One cache dataset: float32 values of `shape` per sample.
+// One cache dataset: float32 values of `shape` per sample, and the frozen model that
+// computed them ({"kind", "export", "hash"}), so a stage can refuse another model's.
 struct CacheSpec {
   std::string name;            // "latents"; "<name>_flipped" holds the encoding of the flipped image
   std::vector<int64_t> shape;  // of one sample
+  std::map<std::string, std::string> producer;  // recorded in the manifest, not in the shards
   int64_t numel() const;
   bool operator==(const CacheSpec& o) const { return name == o.name && shape == o.shape; }
 };

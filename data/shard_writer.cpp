@@ -127,7 +127,6 @@ ShardWriter::ShardWriter(const SampleSpec& spec, ShardWriterOptions options)
   manifest_.label_names = options_.label_names;
   manifest_.source = options_.source;
   manifest_.caches = options_.caches;
-  manifest_.producer = options_.producer;
 }
 
 ShardWriter::~ShardWriter() = default;

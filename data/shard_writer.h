@@ -28,9 +28,8 @@ struct ShardWriterOptions {
   bool labels = false;                   // store a labels dataset
   std::vector<std::string> label_names;  // names of label values, for the manifest
   std::string source;                    // what made the data, for the manifest
-  // Cache datasets (shard format 2) and the model that computed them.
+  // Cache datasets (shard format 2), each with the model that computed it.
   std::vector<CacheSpec> caches;
-  std::map<std::string, std::string> producer;
 };
 
 class ShardWriter {

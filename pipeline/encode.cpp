@@ -32,25 +32,42 @@ absl::StatusOr<EncodeReport> EncodeDataset(const EncodeOptions& o) {
     return absl::InvalidArgumentError("--with " + o.with + " is a '" + model.kind +
                                       "' export, which computes nothing to cache (a vae export does)");
   }
+  const bool pixels = producer->needs_pixels();
   const stages::ImageSpec input = producer->input_spec();
-  if (source.spec.modality != data::Modality::kImage || source.spec.channels != input.channels) {
+  if (pixels && (source.spec.modality != data::Modality::kImage || source.spec.channels != input.channels)) {
     return absl::InvalidArgumentError(o.data + " holds " + source.spec.ToString() + " samples; " + o.with + " reads " +
                                       std::to_string(input.channels) + "-channel images");
   }
-  if (input.fit == "pad" && (source.spec.height > input.size || source.spec.width > input.size)) {
+  if (pixels && input.fit == "pad" && (source.spec.height > input.size || source.spec.width > input.size)) {
     return absl::InvalidArgumentError(o.data + " holds " + source.spec.ToString() + " samples, larger than the " +
                                       std::to_string(input.size) + "-pixel images " + o.with + " was trained on");
+  }
+  if (o.flip && !pixels) {
+    return absl::InvalidArgumentError("--flip stores the encodings of flipped images; " + o.with + " (a '" + model.kind +
+                                      "' export) encodes captions, which a flip leaves as they are: drop --flip");
   }
   data::ShardWriterOptions wo;
   wo.dir = o.out;
   wo.labels = source.has_labels;
   wo.label_names = source.label_names;
   wo.source = source.source + ", encoded by " + o.with;
+  // The source's caches travel along (a dataset may carry several models' outputs),
+  // followed by this model's.
+  wo.caches = source.caches;
+  const std::map<std::string, std::string> made_by = {{"kind", model.kind}, {"export", o.with}, {"hash", model.hash}};
   for (const stages::CacheField& f : producer->CacheFields()) {
-    wo.caches.push_back({f.name, f.shape});
-    if (o.flip) wo.caches.push_back({f.name + "_flipped", f.shape});
+    for (const std::string& name : {f.name, f.name + "_flipped"}) {
+      if (name != f.name && !o.flip) continue;
+      if (source.FindCache(name) != nullptr) {
+        const auto& earlier = source.FindCache(name)->producer;
+        const auto by = earlier.find("export");
+        return absl::AlreadyExistsError(o.data + " already carries '" + name + "' (made by " +
+                                        (by == earlier.end() ? std::string("another model") : by->second) +
+                                        "); encode the dataset it was made from instead");
+      }
+      wo.caches.push_back({name, f.shape, made_by});
+    }
   }
-  wo.producer = {{"kind", model.kind}, {"export", o.with}, {"hash", model.hash}};
   ASSIGN_OR_RETURN(auto writer, data::ShardWriter::Create(source.spec, wo));
   const int64_t values = [&] {
     int64_t n = 0;
@@ -64,28 +81,30 @@ absl::StatusOr<EncodeReport> EncodeDataset(const EncodeOptions& o) {
   auto last_log = Clock::now();
   for (const data::ShardEntry& e : source.shards) {
     ASSIGN_OR_RETURN(auto reader, data::ShardReader::Open(o.data + "/" + e.file, &source.spec, source.caches));
-    std::vector<float> old_caches(static_cast<size_t>(reader->cache_values()));
     for (int64_t from = 0; from < reader->size(); from += o.batch) {
       const int64_t n = std::min(o.batch, reader->size() - from);
       std::vector<uint8_t> raw(static_cast<size_t>(n * bytes));
       std::vector<std::string> captions(n);
       std::vector<int64_t> labels(n);
+      std::vector<float> all_old(static_cast<size_t>(n * source.cache_values()));
       for (int64_t i = 0; i < n; ++i) {
         RETURN_IF_ERROR(reader->ReadInto(from + i, raw.data() + i * bytes, &captions[i], &labels[i],
-                                         old_caches.empty() ? nullptr : old_caches.data()));
+                                         all_old.empty() ? nullptr : all_old.data() + i * source.cache_values()));
       }
       data::Batch batch;
-      batch.pixels = data::ModelPixels(raw.data(), n, source.spec, static_cast<int>(input.size), input.fit, {});
+      batch.captions = captions;
+      if (pixels) batch.pixels = data::ModelPixels(raw.data(), n, source.spec, static_cast<int>(input.size), input.fit, {});
       std::map<std::string, torch::Tensor> out = producer->EncodeBatch(batch), flipped;
       if (o.flip) {
         batch.pixels = data::ModelPixels(raw.data(), n, source.spec, static_cast<int>(input.size), input.fit,
                                          std::vector<bool>(n, true));
         flipped = producer->EncodeBatch(batch);
       }
-      // Each sample's values in the order of wo.caches.
+      // Each sample's values in the order of wo.caches: the source's, then the new ones.
       std::vector<float> sample(static_cast<size_t>(values));
+      const int64_t carried = source.cache_values();
       for (int64_t i = 0; i < n; ++i) {
-        float* next = sample.data();
+        float* next = std::copy_n(all_old.data() + i * carried, carried, sample.data());
         for (const stages::CacheField& f : producer->CacheFields()) {
           for (auto* which : {&out, &flipped}) {
             if (which == &flipped && !o.flip) continue;

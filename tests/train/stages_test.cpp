@@ -141,7 +141,8 @@ TEST_F(StagesTest, ALatentDiTTrainsOnCachedLatentsOfAFrozenVae) {
   EXPECT_EQ(testing::Run(kLoom + " data inspect " + cache).code, 0);
   const nlohmann::json manifest = nlohmann::json::parse(testing::ReadAll(cache + "/manifest.json"));
   EXPECT_EQ(manifest["version"], 2);
-  EXPECT_EQ(manifest["producer"]["hash"], info["hash"]);
+  EXPECT_EQ(manifest["caches"][0]["producer"]["hash"], info["hash"]);
+  EXPECT_EQ(manifest["caches"][1]["producer"]["hash"], info["hash"]);
   EXPECT_EQ(manifest["caches"][0]["shape"], (std::vector<int>{8, 8, 8}));
   EXPECT_TRUE(fs::exists(cache + "/tokenizer.model"));
 
