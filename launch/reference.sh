@@ -81,8 +81,8 @@ case "$NAME" in
     # The latent cache, made again only when the VAE export changed (its content hash).
     cache="$DATASETS/fashion-latents/train"
     hash=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hash'])" "$EXPORTS/vae/config.json")
-    made_by=$( [[ -f $cache/manifest.json ]] && python3 -c \
-      "import json,sys; print(json.load(open(sys.argv[1]))['producer']['hash'])" "$cache/manifest.json" || true)
+    made_by=$( [[ -f $cache/manifest.json ]] && python3 -c "import json,sys; m = json.load(open(sys.argv[1])); \
+print(m['caches'][0].get('producer', m.get('producer', {})).get('hash', ''))" "$cache/manifest.json" || true)
     if [[ $made_by != "$hash" ]]; then
       log "encoding $DATASETS/fashion/train with $EXPORTS/vae into $cache"
       rm -rf "$cache"
