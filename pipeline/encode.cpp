@@ -30,7 +30,7 @@ absl::StatusOr<EncodeReport> EncodeDataset(const EncodeOptions& o) {
   stages::CacheProducer* producer = model.stage->AsCacheProducer();
   if (producer == nullptr) {
     return absl::InvalidArgumentError("--with " + o.with + " is a '" + model.kind +
-                                      "' export, which computes nothing to cache (a vae export does)");
+                                      "' export, which computes nothing to cache (a vae or bert export does)");
   }
   const bool pixels = producer->needs_pixels();
   const stages::ImageSpec input = producer->input_spec();
