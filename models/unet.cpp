@@ -293,7 +293,8 @@ double UNetForwardFlops(const UNetConfig& c, int64_t image_size, int64_t batch, 
                          + 2.0 * n * ch * 12 * ch;        // GEGLU feed-forward
     return 2.0 * ConvFlops(ch, ch, 1, s, s) + c.transformer_depth * block;
   };
-  double f = ConvFlops(c.in_channels, mc, 3, image_size, image_size);
+  double f = 2.0 * mc * emb + 2.0 * emb * emb + ConvFlops(c.in_channels, mc, 3, image_size, image_size);
+  if (c.embed_dim > 0) f += 2.0 * c.embed_dim * emb + 2.0 * c.embed_dim * c.embed_tokens * c.context_dim;
   std::vector<int64_t> skips = {mc};
   int64_t ch = mc, ds = 1;
   const int64_t levels = static_cast<int64_t>(c.channel_mult.size());

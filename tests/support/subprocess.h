@@ -19,6 +19,13 @@ struct Result {
   std::string err;
 };
 
+// The last line of a program's output (its JSON report), without the newline.
+inline std::string LastLine(std::string text) {
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  const size_t newline = text.rfind('\n');
+  return newline == std::string::npos ? text : text.substr(newline + 1);
+}
+
 inline std::string ReadAll(const std::filesystem::path& path) {
   std::ifstream in(path);
   std::stringstream s;

@@ -48,12 +48,6 @@ train::ExperimentOptions TinyOptions(const Objective& objective, const std::stri
 }
 
 // The last line of a program's output.
-std::string LastLine(std::string text) {
-  while (!text.empty() && text.back() == '\n') text.pop_back();
-  const size_t newline = text.rfind('\n');
-  return newline == std::string::npos ? text : text.substr(newline + 1);
-}
-
 class ParityTest : public ::testing::TestWithParam<Objective> {};
 
 TEST_P(ParityTest, LossAndEveryGradientMatchThePyTorchReference) {
@@ -138,7 +132,7 @@ TEST_P(ParityTest, LossAndEveryGradientMatchThePyTorchReference) {
   const testing::Result r = testing::Run(kPython + " " + kParity + " --export " + export_dir + " --inputs " +
                                          inputs_path + " --expected " + expected_path + " --tolerance 1e-5");
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  const nlohmann::json report = nlohmann::json::parse(LastLine(r.out), nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json report = nlohmann::json::parse(testing::LastLine(r.out), nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(report.is_discarded()) << "the last line is not JSON:\n" << r.out << r.err;
   EXPECT_TRUE(report["names_match"].get<bool>()) << r.out;
   EXPECT_LE(report["loss_rel_err"].get<double>(), 1e-5) << r.out;

@@ -14,19 +14,13 @@
 #include "pipeline/export.h"           // WriteExport
 #include "stages/registry.h"           // MakeStage
 #include "stages/vae_stage.h"          // VaeStage
-#include "tests/support/subprocess.h"  // Run, TempDir
+#include "tests/support/subprocess.h"  // Run, TempDir, LastLine
 
 namespace loom::stages {
 namespace {
 
 const std::string kPython = LOOM_PYTHON;
 const std::string kParity = std::string(LOOM_SOURCE_DIR) + "/bench/reference/vae_parity.py";
-
-std::string LastLine(std::string text) {
-  while (!text.empty() && text.back() == '\n') text.pop_back();
-  const size_t newline = text.rfind('\n');
-  return newline == std::string::npos ? text : text.substr(newline + 1);
-}
 
 class VaeParityTest : public ::testing::TestWithParam<std::string> {};
 
@@ -91,7 +85,7 @@ TEST_P(VaeParityTest, LossAndEveryGradientMatchThePyTorchReference) {
                                            dir.str() + "/inputs.safetensors --expected " + dir.str() +
                                            "/expected.safetensors --tolerance 1e-5");
   ASSERT_EQ(out.code, 0) << out.out << out.err;
-  const nlohmann::json report = nlohmann::json::parse(LastLine(out.out), nullptr, false);
+  const nlohmann::json report = nlohmann::json::parse(testing::LastLine(out.out), nullptr, false);
   ASSERT_FALSE(report.is_discarded()) << out.out << out.err;
   std::cout << "vae parity (" << GetParam() << "): " << report.dump() << "\n";
   EXPECT_TRUE(report["names_match"].get<bool>());

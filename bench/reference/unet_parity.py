@@ -1,0 +1,77 @@
+"""Checks the PyTorch reference U-Net (unet_ref.py) against loom's: loads loom's weights
+and inputs, recomputes the output, a loss sum(out * w) and every parameter's gradient,
+and counts the forward FLOPs with torch's flop counter.
+
+    python bench/reference/unet_parity.py --dir DIR [--tolerance 1e-5]
+
+DIR holds config.json (UNetConfig's fields), params.safetensors (loom's parameters by
+name), inputs.safetensors (x, t, context, mask, embed, w) and expected.safetensors
+("out", "loss" and "grad/<name>"). Errors are ||a - b|| / ||b|| (b = loom's); for
+attention key biases (zero gradient in exact arithmetic) ||a - b|| / ||whole gradient||.
+Prints one line per failure, then a JSON object as the last line; exits 1 on a failure.
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+from safetensors.torch import load_file
+from torch.utils.flop_counter import FlopCounterMode
+
+from unet_ref import UNet
+
+
+def rel_err(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    return ((a - b).norm() / max(b.norm().item(), 1e-12)).item()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--tolerance", type=float, default=1e-5)
+    args = parser.parse_args()
+    with open(os.path.join(args.dir, "config.json")) as f:
+        config = json.load(f)
+    net = UNet(config)
+    params = load_file(os.path.join(args.dir, "params.safetensors"))
+    failures = []
+    missing, unexpected = net.load_state_dict(params, strict=False)
+    if missing or unexpected:
+        failures.append(f"names differ: missing {missing}, unexpected {unexpected}")
+    inputs = load_file(os.path.join(args.dir, "inputs.safetensors"))
+    expected = load_file(os.path.join(args.dir, "expected.safetensors"))
+    x, t, context, mask, w = inputs["x"], inputs["t"], inputs["context"], inputs["mask"].bool(), inputs["w"]
+    embed = inputs.get("embed")
+    out = net(x, t, context, mask, embed)
+    loss = (out * w).sum()
+    loss.backward()
+    errors = {"out": rel_err(out, expected["out"]), "loss": rel_err(loss.reshape(1), expected["loss"])}
+    grads = {n[len("grad/"):]: g for n, g in expected.items() if n.startswith("grad/")}
+    whole = sum(g.double().pow(2).sum().item() for g in grads.values()) ** 0.5
+    for name, p in net.named_parameters():
+        if name not in grads:
+            failures.append(f"grad/{name}: loom sent none")
+        elif name.endswith(".k.bias"):
+            errors["grad/" + name] = (p.grad.double() - grads[name].double()).norm().item() / max(whole, 1e-12)
+        else:
+            errors["grad/" + name] = rel_err(p.grad, grads[name])
+    for name, err in errors.items():
+        if not err <= args.tolerance:
+            failures.append(f"{name}: relative error {err:.3e} > {args.tolerance:.0e}")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(x[:1], t[:1], context[:1], mask[:1], None if embed is None else embed[:1])
+    grad_errors = {k: v for k, v in errors.items() if k.startswith("grad/")}
+    worst = max(grad_errors, key=grad_errors.get) if grad_errors else ""
+    for line in failures:
+        print("FAIL " + line)
+    print(json.dumps({"ok": not failures, "out_rel_err": errors["out"], "loss_rel_err": errors["loss"],
+                      "grads_checked": len(grad_errors), "max_grad_rel_err": grad_errors.get(worst),
+                      "worst_grad": worst[len("grad/"):], "forward_flops": counter.get_total_flops(),
+                      "parameters": sum(p.numel() for p in net.parameters())}))
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+// The U-Net against its PyTorch reference (bench/reference/unet_ref.py): a small U-Net
+// with every kind of block (ResBlocks with and without a skip convolution, spatial
+// transformers at full and half resolution and in the middle, down- and up-sampling,
+// extra input channels, an embedding added to the timestep and made into context
+// tokens) gives the same output, loss and gradient of every parameter within 1e-5, on a
+// batch with padded text tokens; its FLOPs count matches torch's flop counter.
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "core/fs.h"                   // WriteFileAtomic
+#include "core/safetensors.h"          // WriteSafetensors
+#include "models/unet.h"
+#include "tests/support/subprocess.h"  // Run, TempDir, LastLine
+
+namespace loom::models {
+namespace {
+
+const std::string kPython = LOOM_PYTHON;
+const std::string kParity = std::string(LOOM_SOURCE_DIR) + "/bench/reference/unet_parity.py";
+
+TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
+  ASSERT_FALSE(kPython.empty()) << "LOOM_PYTHON is not set: launch/setup.sh configures it";
+  UNetOptions o;
+  o.model_channels = 8;
+  o.channel_mult = {1, 2};
+  o.num_res_blocks = 1;
+  o.attention_resolutions = {1, 2};
+  o.heads = 2;
+  o.groups = 4;
+  o.extra_in_channels = 1;
+  o.embed_dim = 5;
+  o.embed_tokens = 2;
+  const auto config = ResolveUNet(o, 4, 4, 8, 6);
+  ASSERT_TRUE(config.ok()) << config.status();
+  torch::manual_seed(11);
+  UNet net(*config);
+  {
+    torch::NoGradGuard no_grad;  // the zero-initialised layers too: every path live
+    for (auto& p : net->parameters()) {
+      if (p.abs().max().item<double>() == 0) p.normal_(0, 0.1);
+    }
+  }
+  const torch::Tensor x = torch::randn({3, 5, 8, 8});
+  const torch::Tensor t = torch::tensor({0, 417, 999}, torch::kLong);
+  const torch::Tensor context = torch::randn({3, 4, 6});
+  const torch::Tensor mask = torch::tensor({1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0}, torch::kBool).view({3, 4});
+  const torch::Tensor embed = torch::randn({3, 5});
+  const torch::Tensor w = torch::randn({3, 4, 8, 8});
+  const torch::Tensor out = net->forward(x, t, context, mask, embed);
+  const torch::Tensor loss = (out * w).sum();
+  loss.backward();
+
+  testing::TempDir dir;
+  const UNetConfig& c = *config;
+  const nlohmann::json cj = {{"in_channels", c.in_channels},       {"out_channels", c.out_channels},
+                             {"model_channels", c.model_channels}, {"channel_mult", c.channel_mult},
+                             {"num_res_blocks", c.num_res_blocks}, {"attention_resolutions", c.attention_resolutions},
+                             {"heads", c.heads},                   {"transformer_depth", c.transformer_depth},
+                             {"groups", c.groups},                 {"context_dim", c.context_dim},
+                             {"embed_dim", c.embed_dim},           {"embed_tokens", c.embed_tokens}};
+  ASSERT_TRUE(WriteFileAtomic(dir.str() + "/config.json", cj.dump()).ok());
+  std::vector<NamedTensor> params, expected = {{"out", out.detach()}, {"loss", loss.detach().reshape({1})}};
+  for (const auto& p : net->named_parameters()) {
+    params.push_back({p.key(), p.value().detach()});
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    expected.push_back({"grad/" + p.key(), p.value().grad()});
+  }
+  ASSERT_TRUE(WriteSafetensors(dir.str() + "/params.safetensors", params).ok());
+  ASSERT_TRUE(WriteSafetensors(dir.str() + "/expected.safetensors", expected).ok());
+  ASSERT_TRUE(WriteSafetensors(dir.str() + "/inputs.safetensors", {{"x", x}, {"t", t}, {"context", context},
+                                                                  {"mask", mask.to(torch::kLong)}, {"embed", embed},
+                                                                  {"w", w}})
+                  .ok());
+  const testing::Result r = testing::Run(kPython + " " + kParity + " --dir " + dir.str() + " --tolerance 1e-5");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const nlohmann::json report = nlohmann::json::parse(testing::LastLine(r.out), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << r.out << r.err;
+  std::cout << "unet parity: " << report.dump() << "\n";
+  EXPECT_LE(report["out_rel_err"].get<double>(), 1e-5);
+  EXPECT_LE(report["max_grad_rel_err"].get<double>(), 1e-5) << report["worst_grad"];
+  EXPECT_EQ(report["grads_checked"].get<size_t>(), net->parameters().size());
+  // torch counts matmuls, convolutions and attention; loom's count adds nothing else.
+  const double flops = report["forward_flops"].get<double>();
+  EXPECT_NEAR(UNetForwardFlops(c, 8, 1, 4), flops, flops * 0.001);
+}
+
+}  // namespace
+}  // namespace loom::models
