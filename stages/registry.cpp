@@ -4,6 +4,7 @@
 
 #include "stages/bert_stage.h"
 #include "stages/dit_stage.h"
+#include "stages/ldm_stage.h"
 #include "stages/vae_stage.h"
 
 namespace loom::stages {
@@ -18,6 +19,15 @@ const std::vector<StageKind>& StageKinds() {
        MakeDiTStage},
       {config::KindOf<VaeStageOptions>("vae", "KL-regularised autoencoder (+ patch discriminator) for latent models"),
        [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeVaeStage},
+      {config::KindOf<LdmStageOptions>("ldm", "latent diffusion U-Net with cross-attention, under a frozen text encoder"),
+       [](const config::Tagged& t) {
+         const LdmStageOptions& o = *t.As<LdmStageOptions>();
+         std::vector<Dependency> d;
+         if (!o.vae.empty()) d.push_back({"vae", o.vae, "vae"});
+         if (!o.text_encoder.empty()) d.push_back({"text_encoder", o.text_encoder, ""});  // any that encodes text
+         return d;
+       },
+       MakeLdmStage},
       {config::KindOf<BertStageOptions>("bert", "pretrained BERT-family text encoder, frozen (made by loom import text-encoder)"),
        [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeBertStage},
   };
@@ -47,7 +57,7 @@ absl::StatusOr<std::shared_ptr<Stage>> MakeStage(const StageInputs& inputs) {
     if (it == inputs.dependencies.end()) {
       return absl::InvalidArgumentError("stage." + d.name + " (" + d.path + ") was not loaded");
     }
-    if (it->second->kind() != d.kind) {
+    if (!d.kind.empty() && it->second->kind() != d.kind) {
       return absl::InvalidArgumentError("stage." + d.name + ": " + d.path + " is a '" + it->second->kind() +
                                         "' model; this option needs a '" + d.kind + "' export");
     }

@@ -24,7 +24,9 @@ namespace loom::stages {
 struct Dependency {
   std::string name;  // the option that names it: "vae"
   std::string path;  // the export, run or pipeline it names
-  std::string kind;  // the stage kind it must be
+  // The stage kind it must be; empty: any kind that offers what the maker asks of it
+  // (a text encoder: any export that encodes text).
+  std::string kind;
 };
 
 // What a maker gets.

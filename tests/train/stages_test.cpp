@@ -3,7 +3,9 @@
 // bitwise with its discriminator (a second trainable, with batch-norm buffers in the
 // checkpoint); its export carries the latent scale; `loom data encode` caches its
 // latents with their producer; a DiT trains on them with the VAE frozen (in no
-// checkpoint), and its pipeline export samples; every misuse is one clear line.
+// checkpoint), and its pipeline export samples; a latent U-Net (ldm) trains on the
+// cached features of a frozen pretrained text encoder beside the latents, and exports
+// as a three-part pipeline; every misuse is one clear line.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "tests/support/pretrained.h"
 #include "tests/support/subprocess.h"
 
 namespace loom {
@@ -22,6 +25,7 @@ const std::string kLoom = LOOM_BINARY;
 const std::string kPython = LOOM_PYTHON;
 const std::string kVae = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-vae.yaml";
 const std::string kDit = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.yaml";
+const std::string kLdm = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-ldm.yaml";
 
 std::vector<nlohmann::json> Rows(const std::string& metrics) {
   std::vector<nlohmann::json> rows;
@@ -75,6 +79,14 @@ class StagesTest : public ::testing::Test {
     const testing::Result e = testing::Run(kLoom + " export " + Run(name) + " --out " + out);
     EXPECT_EQ(e.code, 0) << e.err;
     return out;
+  }
+
+  // Two images of one prompt from `model` (a run or an export) into `png`; its bytes.
+  std::string Sample(const std::string& model, const std::string& png) {
+    const testing::Result s = testing::Run(kLoom + " sample --model " + model +
+                                           " --prompt 'a photo of a bag' --n 2 --steps 4 --out " + png);
+    EXPECT_EQ(s.code, 0) << s.err;
+    return testing::ReadAll(png);
   }
 
   static testing::TempDir* data_;
@@ -169,20 +181,92 @@ TEST_F(StagesTest, ALatentDiTTrainsOnCachedLatentsOfAFrozenVae) {
   EXPECT_EQ(p["output"], "dit");
   ASSERT_EQ(p["parts"].size(), 2u);
   EXPECT_EQ(p["parts"][0]["kind"], "vae");
-  const auto sample = [&](const std::string& model, const std::string& png) {
-    const testing::Result s = testing::Run(kLoom + " sample --model " + model +
-                                           " --prompt 'a photo of a bag' --n 2 --steps 4 --out " + png);
-    EXPECT_EQ(s.code, 0) << s.err;
-    return testing::ReadAll(png);
-  };
-  const std::string from_pipeline = sample(pipeline, dir_.str() + "/p.png");
+  const std::string from_pipeline = Sample(pipeline, dir_.str() + "/p.png");
   EXPECT_FALSE(from_pipeline.empty());
-  EXPECT_TRUE(sample(Run("dit2"), dir_.str() + "/r.png") == from_pipeline);
+  EXPECT_TRUE(Sample(Run("dit2"), dir_.str() + "/r.png") == from_pipeline);
   // The pipeline can move: its parts point at each other, not at where they came from.
   fs::rename(pipeline, dir_.str() + "/moved");
   fs::rename(vae, dir_.str() + "/vae-gone");
-  EXPECT_TRUE(sample(dir_.str() + "/moved", dir_.str() + "/m.png") == from_pipeline);
+  EXPECT_TRUE(Sample(dir_.str() + "/moved", dir_.str() + "/m.png") == from_pipeline);
   fs::rename(dir_.str() + "/vae-gone", vae);
+}
+
+TEST_F(StagesTest, AnLdmTrainsOnCachedFeaturesOfAFrozenPretrainedTextEncoder) {
+  const std::string minilm = testing::MiniLmDir(kPython);
+  ASSERT_FALSE(minilm.empty()) << testing::kNoMiniLm;
+  const std::string vae = VaeExport("vae", 6);
+  const std::string latents = dir_.str() + "/latents", text = dir_.str() + "/text";
+  const std::string encoder = dir_.str() + "/exports/minilm", other = dir_.str() + "/exports/minilm6";
+  testing::Result r = testing::Run(kLoom + " data encode --data " + Data() + "/train --with " + vae + " --out " + latents);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& [out, tokens] : {std::pair{encoder, 8}, std::pair{other, 6}}) {
+    r = testing::Run(kLoom + " import text-encoder --from " + minilm + " --out " + out + " --max-tokens " +
+                     std::to_string(tokens));
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  // The captions' features [8, 384] and mask [8] beside the latents, each with its producer.
+  r = testing::Run(kLoom + " data encode --data " + latents + " --with " + encoder + " --out " + text);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json manifest = nlohmann::json::parse(testing::ReadAll(text + "/manifest.json"));
+  ASSERT_EQ(manifest["caches"].size(), 3u) << manifest;
+  EXPECT_EQ(manifest["caches"][1]["name"], "text");
+  EXPECT_EQ(manifest["caches"][1]["shape"], (std::vector<int>{8, 384}));
+  EXPECT_EQ(manifest["caches"][1]["producer"]["kind"], "bert");
+
+  // The same losses at 1 and 2 ranks, and with the U-Net's blocks sharded by ZeRO-3.
+  const std::string ldm = "data.train=" + text + " stage.vae=" + vae + " stage.text_encoder=" + encoder +
+                          " train.steps=4 ";
+  ASSERT_EQ(Train(kLdm, 1, "ldm1", ldm).code, 0);
+  const std::vector<double> one = Losses(Run("ldm1"));
+  ASSERT_EQ(one.size(), 4u);
+  for (const char* strategy : {"ddp", "zero3"}) {
+    r = Train(kLdm, 2, std::string("ldm-") + strategy, ldm + "dist.strategy=" + strategy);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::vector<double> two = Losses(Run(std::string("ldm-") + strategy));
+    ASSERT_EQ(two.size(), one.size()) << strategy;
+    for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(two[i], one[i], 1e-4 * std::abs(one[i])) << strategy << i;
+  }
+  // Only the U-Net is trained and checkpointed: the encoder and the VAE are frozen parts.
+  if (!kPython.empty()) {
+    const std::string keys = Keys(Run("ldm-ddp") + "/checkpoints/step-0000004/rank-00000.safetensors");
+    EXPECT_NE(keys.find("param/unet.conv_out.weight"), std::string::npos) << keys;
+    EXPECT_EQ(keys.find("bert."), std::string::npos) << "a frozen parameter was checkpointed";
+    EXPECT_EQ(keys.find("param/text."), std::string::npos) << "a frozen parameter was checkpointed";
+  }
+
+  // The export is a pipeline of three parts that encodes the prompt itself, and samples
+  // as the run does.
+  const std::string pipeline = dir_.str() + "/exports/sd";
+  r = testing::Run(kLoom + " export " + Run("ldm-ddp") + " --out " + pipeline);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json p = nlohmann::json::parse(testing::ReadAll(pipeline + "/config.json"));
+  EXPECT_EQ(p["output"], "ldm");
+  ASSERT_EQ(p["parts"].size(), 3u) << p;
+  EXPECT_EQ(p["parts"][0]["name"], "text_encoder");
+  EXPECT_EQ(p["parts"][1]["name"], "vae");
+  const std::string from_pipeline = Sample(pipeline, dir_.str() + "/p.png");
+  EXPECT_FALSE(from_pipeline.empty());
+  EXPECT_TRUE(Sample(Run("ldm-ddp"), dir_.str() + "/r.png") == from_pipeline);
+
+  // Without a frozen encoder it trains its own over the caption tokens, on the same latents.
+  r = Train(kLdm, 1, "own", "data.train=" + latents + " stage.vae=" + vae + " train.steps=2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(Keys(Run("own") + "/model.safetensors").find("text.token_embedding.weight"), std::string::npos);
+
+  // Misuse: features of another encoder, a VAE where a text encoder belongs, a dataset
+  // without the text cache, conditioning the ldm does not take. Nothing is written.
+  const auto fails = [&](const testing::Result& f, const std::string& fragment) {
+    EXPECT_EQ(f.code, 2) << f.err;
+    EXPECT_NE(f.err.find(fragment), std::string::npos) << f.err;
+    EXPECT_EQ(std::count(f.err.begin(), f.err.end(), '\n'), 1) << f.err;
+  };
+  const std::string base = "stage.vae=" + vae + " data.train=";
+  fails(Train(kLdm, 1, "x", base + text + " stage.text_encoder=" + other), "'text' was encoded by " + encoder);
+  fails(Train(kLdm, 1, "x", base + text + " stage.text_encoder=" + vae), "is a 'vae' model, which does not encode text");
+  fails(Train(kLdm, 1, "x", base + latents + " stage.text_encoder=" + encoder), "has no 'text'");
+  fails(Train(kLdm, 1, "x", base + text + " stage.text_encoder=" + encoder + " stage.model.embed_dim=8"),
+        "conditions on text alone");
+  EXPECT_FALSE(fs::exists(Run("x")));
 }
 
 TEST_F(StagesTest, MisusedExportsCachesAndDependenciesAreOneClearLine) {
