@@ -5,8 +5,9 @@
 # sample grid runs/quickstart/samples.png, and its prompt accuracy as the judge sees it.
 #
 #   launch/quickstart.sh          the main job above
-#   launch/quickstart.sh NAME     a shortened run (about 15 minutes) of reference pipeline
-#                                 NAME (launch/reference.sh: dit, latent-dit, sd), ending in its
+#   launch/quickstart.sh NAME     a shortened run of reference pipeline NAME
+#                                 (launch/reference.sh: dit, latent-dit, sd; sd took 35 minutes
+#                                 here, its VAE included), ending in its
 #                                 sample grid runs/quickstart-NAME/samples.png
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
