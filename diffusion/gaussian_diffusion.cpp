@@ -118,6 +118,15 @@ void GaussianDiffusion::Interpret(const torch::Tensor& x_t, const torch::Tensor&
   }
 }
 
+torch::Tensor DynamicThreshold(const torch::Tensor& x0, double p) {
+  const int64_t B = x0.size(0);
+  const torch::Tensor s = torch::quantile(x0.abs().reshape({B, -1}), p, /*dim=*/1).clamp_min(1);  // [B]
+  std::vector<int64_t> shape(x0.dim(), 1);
+  shape[0] = B;
+  const torch::Tensor bound = s.view(shape);  // [B, 1, ...]
+  return torch::max(torch::min(x0, bound), -bound) / bound;
+}
+
 torch::Tensor GaussianDiffusion::Sample(const Denoiser& model, const torch::Tensor& noise,
                                         const SampleOptions& o, torch::Generator* generator) const {
   torch::NoGradGuard no_grad;
@@ -136,8 +145,8 @@ torch::Tensor GaussianDiffusion::Sample(const Denoiser& model, const torch::Tens
     const torch::Tensor tt = torch::full({batch}, t, torch::TensorOptions(torch::kLong).device(x.device()));
     torch::Tensor x0, eps;
     Interpret(x, tt, model(x, tt), &x0, &eps);
-    if (o.clip_x0) {
-      x0 = x0.clamp(-1, 1);
+    if (o.dynamic_threshold > 0 || o.clip_x0) {
+      x0 = o.dynamic_threshold > 0 ? DynamicThreshold(x0, o.dynamic_threshold) : x0.clamp(-1, 1);
       const double a = abar[t];
       eps = (x - std::sqrt(a) * x0) / std::sqrt(1 - a);  // consistent with the clamped x0
     }

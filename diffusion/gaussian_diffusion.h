@@ -32,8 +32,14 @@ absl::StatusOr<torch::Tensor> AlphasCumprod(const std::string& schedule, int tim
 struct SampleOptions {
   int steps = 50;          // denoising steps (any number up to timesteps)
   double eta = 0.0;        // 0: DDIM (deterministic); 1: DDPM (ancestral)
-  bool clip_x0 = true;     // clamp predicted x0 to [-1, 1]
+  bool clip_x0 = true;     // clamp predicted x0 to [-1, 1] (static thresholding)
+  // Dynamic thresholding (Imagen) in place of the static clip when in (0, 1): per sample,
+  // s = max(1, the p-quantile of |x0|), then x0 is clamped to [-s, s] and divided by s.
+  double dynamic_threshold = 0;
 };
+
+// x0 [B, ...] under dynamic thresholding at percentile p (SampleOptions).
+torch::Tensor DynamicThreshold(const torch::Tensor& x0, double p);
 
 class GaussianDiffusion {
  public:

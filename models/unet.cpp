@@ -221,6 +221,10 @@ UNetImpl::UNetImpl(const UNetConfig& c) : config(c) {
   const int64_t mc = c.model_channels, emb_dim = 4 * mc;
   time_embed = register_module("time_embed", torch::nn::Sequential(torch::nn::Linear(mc, emb_dim), torch::nn::SiLU(),
                                                                     torch::nn::Linear(emb_dim, emb_dim)));
+  if (c.aug_embed) {
+    aug_embed = register_module("aug_embed", torch::nn::Sequential(torch::nn::Linear(mc, emb_dim), torch::nn::SiLU(),
+                                                                   torch::nn::Linear(emb_dim, emb_dim)));
+  }
   if (c.embed_dim > 0) {
     embed_proj = register_module("embed_proj", torch::nn::Linear(c.embed_dim, emb_dim));
     if (c.embed_tokens > 0) {
@@ -260,9 +264,13 @@ UNetImpl::UNetImpl(const UNetConfig& c) : config(c) {
 }
 
 torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context,
-                                const torch::Tensor& mask, const torch::Tensor& embed) {
+                                const torch::Tensor& mask, const torch::Tensor& embed, const torch::Tensor& aug_t) {
   const int64_t B = x_t.size(0);
   torch::Tensor emb = time_embed->forward(TimestepSinusoids(t, config.model_channels));  // [B, 4mc]
+  if (config.aug_embed) {
+    TORCH_CHECK(aug_t.defined() && aug_t.size(0) == B, "UNet: the augmentation level [B] is part of its input");
+    emb = emb + aug_embed->forward(TimestepSinusoids(aug_t, config.model_channels));  // [B, 4mc]
+  }
   torch::Tensor ctx = context, ctx_mask = mask;
   if (config.embed_dim > 0) {
     TORCH_CHECK(embed.defined() && embed.size(1) == config.embed_dim, "UNet: an embedding [B, ", config.embed_dim,
@@ -305,7 +313,8 @@ double UNetForwardFlops(const UNetConfig& c, int64_t image_size, int64_t batch, 
                          + 2.0 * n * ch * 12 * ch;        // GEGLU feed-forward
     return 2.0 * ConvFlops(ch, ch, 1, s, s) + c.transformer_depth * block;
   };
-  double f = 2.0 * mc * emb + 2.0 * emb * emb + ConvFlops(c.in_channels, mc, 3, image_size, image_size);
+  double f = (c.aug_embed ? 2 : 1) * (2.0 * mc * emb + 2.0 * emb * emb) +
+             ConvFlops(c.in_channels, mc, 3, image_size, image_size);
   if (c.embed_dim > 0) f += 2.0 * c.embed_dim * emb + 2.0 * c.embed_dim * c.embed_tokens * c.context_dim;
   const UNetPlan plan = PlanUNet(c);
   for (const auto* path : {&plan.input, &plan.output}) {

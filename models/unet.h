@@ -35,6 +35,9 @@ struct UNetConfig {
   int64_t context_dim = 256;  // width of the text tokens
   int64_t embed_dim = 0;      // an extra conditioning vector; 0 = none
   int64_t embed_tokens = 0;   // context tokens made from it (0 = added to the timestep embedding only)
+  // A second timestep, embedded like t by its own MLP and added: the noise-augmentation
+  // level of a super-resolution stage's low-resolution input (Imagen, SR3).
+  bool aug_embed = false;
 };
 
 // Resolves model.size or the spelled-out numbers (UNetOptions) into a UNetConfig.
@@ -127,13 +130,14 @@ class UNetImpl : public torch::nn::Module {
  public:
   explicit UNetImpl(const UNetConfig& config);
   // x_t: [B, Cin, H, W] (extra input channels already concatenated); t: int64 [B];
-  // context: [B, L, Dc]; mask: bool [B, L]; embed: [B, embed_dim] or undefined.
+  // context: [B, L, Dc]; mask: bool [B, L]; embed: [B, embed_dim] or undefined;
+  // aug_t: int64 [B] with aug_embed, else undefined.
   // Returns [B, Cout, H, W]. H and W are divisible by 2^(levels - 1).
   torch::Tensor forward(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context,
-                        const torch::Tensor& mask, const torch::Tensor& embed = {});
+                        const torch::Tensor& mask, const torch::Tensor& embed = {}, const torch::Tensor& aug_t = {});
 
   UNetConfig config;
-  torch::nn::Sequential time_embed{nullptr};
+  torch::nn::Sequential time_embed{nullptr}, aug_embed{nullptr};
   torch::nn::Linear embed_proj{nullptr}, embed_to_tokens{nullptr};
   torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   torch::nn::GroupNorm out_norm{nullptr};

@@ -1,13 +1,15 @@
 """Checks the PyTorch reference U-Net (unet_ref.py) against loom's: loads loom's weights
 and inputs, recomputes the output, a loss sum(out * w) and every parameter's gradient,
 and counts the forward FLOPs with torch's flop counter; then the ldm stage's objective
-(loom_ref's GaussianDiffusion: cosine schedule, v-prediction, min-SNR weighting) on the
-same network, the low-resolution channel x[:, 4:] concatenated to x_t, and its gradients.
+(loom_ref's GaussianDiffusion: cosine schedule, v-prediction, min-SNR weighting) on a
+second network of the same config whose embedding is the masked mean of the text tokens
+(params "pooled/<name>"), the low-resolution channel x[:, 4:] noised to the augmentation
+level aug_t and concatenated to x_t, and its gradients.
 
     python bench/reference/unet_parity.py --dir DIR [--tolerance 1e-5]
 
 DIR holds config.json (UNetConfig's fields), params.safetensors (loom's parameters by
-name), inputs.safetensors (x, t, context, mask, embed, w, x0, noise) and expected.safetensors
+name), inputs.safetensors (x, t, context, mask, embed, aug_t, w, x0, noise, low_noise) and expected.safetensors
 ("out", "loss", "grad/<name>", "objective", "objective_grad/<name>"). Errors are ||a - b|| / ||b|| (b = loom's); for
 attention key biases (zero gradient in exact arithmetic) ||a - b|| / ||whole gradient||.
 Prints one line per failure, then a JSON object as the last line; exits 1 on a failure.
@@ -53,31 +55,40 @@ def main():
     net = UNet(config)
     params = load_file(os.path.join(args.dir, "params.safetensors"))
     failures = []
-    missing, unexpected = net.load_state_dict(params, strict=False)
+    own = {n: p for n, p in params.items() if not n.startswith("pooled/")}
+    missing, unexpected = net.load_state_dict(own, strict=False)
     if missing or unexpected:
         failures.append(f"names differ: missing {missing}, unexpected {unexpected}")
+    pooled_net = UNet(dict(config, embed_dim=config["context_dim"], embed_tokens=0))
+    pooled = {n[len("pooled/"):]: p for n, p in params.items() if n.startswith("pooled/")}
+    missing, unexpected = pooled_net.load_state_dict(pooled, strict=False)
+    if missing or unexpected:
+        failures.append(f"pooled network's names differ: missing {missing}, unexpected {unexpected}")
     inputs = load_file(os.path.join(args.dir, "inputs.safetensors"))
     expected = load_file(os.path.join(args.dir, "expected.safetensors"))
     x, t, context, mask, w = inputs["x"], inputs["t"], inputs["context"], inputs["mask"].bool(), inputs["w"]
-    embed = inputs.get("embed")
-    out = net(x, t, context, mask, embed)
+    embed, aug_t = inputs.get("embed"), inputs.get("aug_t")
+    out = net(x, t, context, mask, embed, aug_t)
     loss = (out * w).sum()
     loss.backward()
     errors = {"out": rel_err(out, expected["out"]), "loss": rel_err(loss.reshape(1), expected["loss"])}
     compare_grads(net, expected, "grad/", errors, failures)
-    net.zero_grad()
-    low = x[:, 4:]
     process = GaussianDiffusion("cosine", 1000, "v", "min_snr", 5.0)
-    objective = process.training_losses(lambda x_t, step: net(torch.cat([x_t, low], 1), step, context, mask, embed),
-                                        inputs["x0"], t, inputs["noise"]).mean()
+    low = process.q_sample(x[:, 4:], aug_t, inputs["low_noise"])
+    keep = mask.float().unsqueeze(-1)
+    text = (context * keep).sum(1) / keep.sum(1).clamp(min=1)
+    objective = process.training_losses(
+        lambda x_t, step: pooled_net(torch.cat([x_t, low], 1), step, context, mask, text, aug_t),
+        inputs["x0"], t, inputs["noise"]).mean()
     objective.backward()
     errors["objective"] = rel_err(objective.reshape(1), expected["objective"])
-    compare_grads(net, expected, "objective_grad/", errors, failures)
+    compare_grads(pooled_net, expected, "objective_grad/", errors, failures)
     for name, err in errors.items():
         if not err <= args.tolerance:
             failures.append(f"{name}: relative error {err:.3e} > {args.tolerance:.0e}")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net(x[:1], t[:1], context[:1], mask[:1], None if embed is None else embed[:1])
+        net(x[:1], t[:1], context[:1], mask[:1], None if embed is None else embed[:1],
+            None if aug_t is None else aug_t[:1])
     grad_errors = {k: v for k, v in errors.items() if k.startswith("grad/")}
     worst = max(grad_errors, key=grad_errors.get) if grad_errors else ""
     objective_errors = {k: v for k, v in errors.items() if k.startswith("objective_grad/")}

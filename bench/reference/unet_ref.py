@@ -118,6 +118,8 @@ class UNet(nn.Module):
         self.c = c
         mc, emb_dim, groups = c["model_channels"], 4 * c["model_channels"], c["groups"]
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if c.get("aug_embed"):
+            self.aug_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         if c["embed_dim"] > 0:
             self.embed_proj = nn.Linear(c["embed_dim"], emb_dim)
             if c["embed_tokens"] > 0:
@@ -161,8 +163,10 @@ class UNet(nn.Module):
         self.out_norm = group_norm(ch, groups)
         self.conv_out = nn.Conv2d(ch, c["out_channels"], 3, padding=1)
 
-    def forward(self, x, t, context, mask, embed=None):
+    def forward(self, x, t, context, mask, embed=None, aug_t=None):
         emb = self.time_embed(timestep_sinusoids(t, self.c["model_channels"]))
+        if self.c.get("aug_embed"):
+            emb = emb + self.aug_embed(timestep_sinusoids(aug_t, self.c["model_channels"]))
         if self.c["embed_dim"] > 0:
             emb = emb + self.embed_proj(embed)
             if self.c["embed_tokens"] > 0:

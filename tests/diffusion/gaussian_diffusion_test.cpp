@@ -144,6 +144,31 @@ TEST(Sampler, DdimIsDeterministicAndDdpmFollowsItsGenerator) {
                            d.Sample(model, noise, {.steps = 20, .eta = 1}, &g2)));
 }
 
+TEST(Thresholding, DynamicRescalesByTheQuantileOfEachSampleAndLeavesInRangeSamplesAlone) {
+  // Row 0 within [-1, 1]: s = 1, unchanged. Row 1: |x| = 0.5, 1, ..., 4 (8 values); the
+  // 0.9-quantile by linear interpolation between order statistics is 3.65.
+  const torch::Tensor in_range = torch::linspace(-1, 1, 8).view({1, 1, 2, 4});
+  const torch::Tensor wide = (torch::arange(1, 9, torch::kFloat32) * 0.5 *
+                              torch::tensor({1, -1, 1, -1, 1, -1, 1, -1}, torch::kFloat32)).view({1, 1, 2, 4});
+  const torch::Tensor out = DynamicThreshold(torch::cat({in_range, wide}), 0.9);
+  EXPECT_TRUE(torch::allclose(out[0], in_range[0]));
+  const double s = 3.5 + 0.3 * 0.5;  // position 0.9 * 7 = 6.3 between 3.5 and 4.0
+  EXPECT_TRUE(torch::allclose(out[1], wide[0].clamp(-s, s) / s, 1e-6, 1e-6)) << out[1];
+  EXPECT_LE(out.abs().max().item<double>(), 1.0);
+}
+
+TEST(Thresholding, DynamicKeepsTheShapeOfAnOutOfRangeTargetWhereTheStaticClipFlattensIt) {
+  // An oracle that points at values in [-2, 2]: the static clip saturates everything
+  // beyond 1; dynamic thresholding at p = 1 lands on the target scaled by 1/2.
+  auto d = Make("cosine", "v");
+  const torch::Tensor star = torch::linspace(-2, 2, 16).view({1, 1, 4, 4});
+  const torch::Tensor noise = torch::randn({2, 1, 4, 4});
+  const torch::Tensor clipped = d.Sample(PointOracle(d, star), noise, {.steps = 50});
+  const torch::Tensor dynamic = d.Sample(PointOracle(d, star), noise, {.steps = 50, .dynamic_threshold = 1.0});
+  EXPECT_TRUE(torch::allclose(dynamic, (star / 2).expand_as(dynamic), 1e-3, 1e-3)) << dynamic;
+  EXPECT_TRUE(torch::allclose(clipped, star.clamp(-1, 1).expand_as(clipped), 1e-3, 1e-3)) << clipped;
+}
+
 TEST(Guidance, CombinesConditionalAndUnconditional) {
   const Denoiser cond = [](const torch::Tensor& x, const torch::Tensor&) { return torch::full_like(x, 3.0); };
   const Denoiser uncond = [](const torch::Tensor& x, const torch::Tensor&) { return torch::full_like(x, 1.0); };

@@ -2,10 +2,12 @@
 // with every kind of block (ResBlocks with and without a skip convolution, spatial
 // transformers at full and half resolution and in the middle, down- and up-sampling,
 // extra input channels, an embedding added to the timestep and made into context
-// tokens) gives the same output, loss and gradient of every parameter within 1e-5, on a
-// batch with padded text tokens; its FLOPs count matches torch's flop counter. The ldm
-// stage's objective on it (v-prediction under min-SNR weighting, the low-resolution
-// channel concatenated to x_t) gives the same loss and gradients too.
+// tokens, a second timestep for the augmentation level) gives the same output, loss and
+// gradient of every parameter within 1e-5, on a batch with padded text tokens; its FLOPs
+// count matches torch's flop counter. The ldm stage's super-resolution objective on it
+// (v-prediction under min-SNR weighting; the low-resolution channel noised to its
+// augmentation level and concatenated to x_t; the masked mean of the text tokens as the
+// embedding) gives the same loss and gradients too.
 #include <gtest/gtest.h>
 
 #include <iostream>
@@ -36,8 +38,9 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
   o.extra_in_channels = 1;
   o.embed_dim = 5;
   o.embed_tokens = 2;
-  const auto config = ResolveUNet(o, 4, 4, 8, 6);
+  auto config = ResolveUNet(o, 4, 4, 8, 6);
   ASSERT_TRUE(config.ok()) << config.status();
+  config->aug_embed = true;
   torch::manual_seed(11);
   UNet net(*config);
   {
@@ -51,8 +54,9 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
   const torch::Tensor context = torch::randn({3, 4, 6});
   const torch::Tensor mask = torch::tensor({1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0}, torch::kBool).view({3, 4});
   const torch::Tensor embed = torch::randn({3, 5});
+  const torch::Tensor aug_t = torch::tensor({3, 0, 250}, torch::kLong);
   const torch::Tensor w = torch::randn({3, 4, 8, 8});
-  const torch::Tensor out = net->forward(x, t, context, mask, embed);
+  const torch::Tensor out = net->forward(x, t, context, mask, embed, aug_t);
   const torch::Tensor loss = (out * w).sum();
   loss.backward();
   std::map<std::string, torch::Tensor> grads;
@@ -65,9 +69,23 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
   const auto process = diffusion::GaussianDiffusion::Create(diffusion::DiffusionOptions{});
   ASSERT_TRUE(process.ok()) << process.status();
   const torch::Tensor x0 = torch::randn({3, 4, 8, 8}), noise = torch::randn({3, 4, 8, 8});
-  const torch::Tensor low = x.narrow(1, 4, 1);
+  const torch::Tensor low_noise = torch::randn({3, 1, 8, 8});
+  const torch::Tensor low = process->q_sample(x.narrow(1, 4, 1), aug_t, low_noise);
+  const torch::Tensor maskf = mask.to(torch::kFloat32).unsqueeze(-1);
+  const torch::Tensor pooled = (context * maskf).sum(1) / maskf.sum(1).clamp_min(1);  // [3, 6]
+  auto pooled_config = *config;
+  pooled_config.embed_dim = 6;
+  pooled_config.embed_tokens = 0;
+  torch::manual_seed(12);
+  UNet pooled_net(pooled_config);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : pooled_net->parameters()) {
+      if (p.abs().max().item<double>() == 0) p.normal_(0, 0.1);
+    }
+  }
   const diffusion::Denoiser denoiser = [&](const torch::Tensor& x_t, const torch::Tensor& step) {
-    return net->forward(torch::cat({x_t, low}, 1), step, context, mask, embed);
+    return pooled_net->forward(torch::cat({x_t, low}, 1), step, context, mask, pooled, aug_t);
   };
   const torch::Tensor objective = process->training_losses(denoiser, x0, t, noise).mean();
   objective.backward();
@@ -79,7 +97,8 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
                              {"num_res_blocks", c.num_res_blocks}, {"attention_resolutions", c.attention_resolutions},
                              {"heads", c.heads},                   {"transformer_depth", c.transformer_depth},
                              {"groups", c.groups},                 {"context_dim", c.context_dim},
-                             {"embed_dim", c.embed_dim},           {"embed_tokens", c.embed_tokens}};
+                             {"embed_dim", c.embed_dim},           {"embed_tokens", c.embed_tokens},
+                             {"aug_embed", c.aug_embed}};
   ASSERT_TRUE(WriteFileAtomic(dir.str() + "/config.json", cj.dump()).ok());
   std::vector<NamedTensor> params, expected = {{"out", out.detach()},
                                                {"loss", loss.detach().reshape({1})},
@@ -87,13 +106,17 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
   for (const auto& p : net->named_parameters()) {
     params.push_back({p.key(), p.value().detach()});
     expected.push_back({"grad/" + p.key(), grads.at(p.key())});
+  }
+  for (const auto& p : pooled_net->named_parameters()) {
+    params.push_back({"pooled/" + p.key(), p.value().detach()});
     expected.push_back({"objective_grad/" + p.key(), p.value().grad()});
   }
   ASSERT_TRUE(WriteSafetensors(dir.str() + "/params.safetensors", params).ok());
   ASSERT_TRUE(WriteSafetensors(dir.str() + "/expected.safetensors", expected).ok());
   ASSERT_TRUE(WriteSafetensors(dir.str() + "/inputs.safetensors", {{"x", x}, {"t", t}, {"context", context},
                                                                   {"mask", mask.to(torch::kLong)}, {"embed", embed},
-                                                                  {"w", w}, {"x0", x0}, {"noise", noise}})
+                                                                  {"w", w}, {"x0", x0}, {"noise", noise}, {"aug_t", aug_t},
+                                                                  {"low_noise", low_noise}})
                   .ok());
   const testing::Result r = testing::Run(kPython + " " + kParity + " --dir " + dir.str() + " --tolerance 1e-5");
   ASSERT_EQ(r.code, 0) << r.out << r.err;
@@ -105,7 +128,7 @@ TEST(UNetParityTest, OutputLossAndEveryGradientMatchThePyTorchReference) {
   EXPECT_EQ(report["grads_checked"].get<size_t>(), net->parameters().size());
   EXPECT_LE(report["objective_rel_err"].get<double>(), 1e-5);
   EXPECT_LE(report["max_objective_grad_rel_err"].get<double>(), 1e-5) << report["worst_objective_grad"];
-  EXPECT_EQ(report["objective_grads_checked"].get<size_t>(), net->parameters().size());
+  EXPECT_EQ(report["objective_grads_checked"].get<size_t>(), pooled_net->parameters().size());
   // torch counts matmuls, convolutions and attention; loom's count adds nothing else.
   const double flops = report["forward_flops"].get<double>();
   EXPECT_NEAR(UNetForwardFlops(c, 8, 1, 4), flops, flops * 0.001);
