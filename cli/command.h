@@ -25,6 +25,8 @@ Command InfoCommand();
 Command TrainCommand();
 Command SampleCommand();
 Command ExportCommand();
+Command CascadeExportCommand();         // cli/export.cpp
+Command SuperResolutionEvalCommand();   // cli/eval_upsampling.cpp
 std::vector<Command> EvalCommands();    // cli/eval.cpp: the judge and prompt accuracy
 std::vector<Command> DataCommands();    // cli/data.cpp: inspect, tokenizer
 std::vector<Command> IngestCommands();  // cli/ingest.cpp: dataset makers

@@ -58,8 +58,9 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 std::vector<Command> AllCommands() {
-  std::vector<Command> all = {InfoCommand(), TrainCommand(), SampleCommand(), ExportCommand()};
+  std::vector<Command> all = {InfoCommand(), TrainCommand(), SampleCommand(), ExportCommand(), CascadeExportCommand()};
   for (Command& c : EvalCommands()) all.push_back(std::move(c));
+  all.push_back(SuperResolutionEvalCommand());
   for (Command& c : IngestCommands()) all.push_back(std::move(c));
   for (Command& c : DataCommands()) all.push_back(std::move(c));
   for (Command& c : ImportCommands()) all.push_back(std::move(c));

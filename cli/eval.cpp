@@ -1,11 +1,13 @@
 // `loom eval classifier` trains the judge on a labelled dataset's train split and reports
-// its test accuracy; `loom eval prompts` samples every class from prompt templates and
-// reports how often the judge sees the prompted class, and the Fréchet distance of the
-// samples' judge features to the real test images (beside the real-vs-real floor);
-// `loom eval reconstruction` reports an autoencoder's PSNR and SSIM on held-out images.
+// its test accuracy; `loom eval prompts` samples every class from prompt templates (or the
+// phrases of a phrase file) and reports how often the judge sees the prompted class, and
+// the Fréchet distance of the samples' judge features to the real test images (beside the
+// real-vs-real floor); `loom eval reconstruction` reports an autoencoder's PSNR and SSIM on
+// held-out images.
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/sampling_flags.h"
 #include "cli/single_process.h"
 #include "core/args.h"
 #include "core/log.h"
@@ -52,45 +54,67 @@ absl::Status RunClassifier(const std::string& name, const std::vector<std::strin
 absl::Status RunPrompts(const std::string& name, const std::vector<std::string>& argv) {
   std::string model_dir, judge_dir, weights = "ema";
   eval::PromptEvalOptions o;
-  int64_t steps = o.steps, seed = 0;
+  int64_t seed = 0;
+  SamplingFlags sampling;
   ArgParser args(name, "Samples --per-class images of every class the judge knows from each prompt template\n"
-                       "and reports prompt_accuracy (the share the judge assigns to the prompted class),\n"
-                       "per-class and per-template accuracy, and the Frechet distance of judge features\n"
-                       "to real test images beside the real-train-vs-real-test floor. Last line: JSON.");
+                       "(or each phrase of a --phrases file) and reports prompt_accuracy (the share the\n"
+                       "judge assigns to the prompted class), per-class and per-template (per-phrase)\n"
+                       "accuracy, and the Frechet distance of judge features to real test images beside\n"
+                       "the real-train-vs-real-test floor. Last line: JSON.");
   args.Flag("model", &model_dir, "runs/NAME, a checkpoint directory, an export or a pipeline").Required();
   args.Flag("judge", &judge_dir, "judge directory made by 'loom eval classifier'").Required();
   args.Flag("weights", &weights, "ema or raw (runs and checkpoints)");
-  args.Flag("per-class", &o.per_class, "samples per class and template");
-  args.Flag("steps", &steps, "sampling steps");
-  args.Flag("cfg", &o.cfg, "classifier-free guidance scale");
+  args.Flag("per-class", &o.per_class, "samples per class and template (or phrase)");
+  sampling.Add(args);
   args.Flag("seed", &seed, "noise seed");
   args.Flag("batch", &o.batch, "images sampled at once");
   args.Flag("template", &o.templates,
             "prompt template, repeatable; {class} = class name, {a_class} = with a/an (default: two "
             "training wordings and two unseen ones)");
+  args.Flag("phrases", &o.phrases,
+            "JSON file of class name -> list of phrases, used verbatim as the prompts instead of templates "
+            "(every class of the judge needs a non-empty list); not with --template");
   ASSIGN_OR_RETURN(bool run, args.Parse(argv));
   if (!run) return absl::OkStatus();
+  if (!o.phrases.empty() && !o.templates.empty()) {
+    return absl::InvalidArgumentError("--phrases and --template exclude each other: the phrases of " + o.phrases +
+                                      " replace the templates; pass one of them");
+  }
   RETURN_IF_ERROR(SingleProcess(name));
   dist::PlaceProcess(dist::Runtime::Info());
-  o.steps = static_cast<int>(steps);
   o.seed = static_cast<uint64_t>(seed);
   ASSIGN_OR_RETURN(eval::Judge judge, eval::Judge::Load(judge_dir));
+  // The prompts, checked against the judge's classes before the model loads.
+  ASSIGN_OR_RETURN(const eval::PromptSet prompts, eval::BuildPromptSet(o, judge.spec().classes));
   ASSIGN_OR_RETURN(pipeline::LoadedModel model, pipeline::LoadModel(model_dir, weights));
   stages::TextToImage* generator = model.stage->AsTextToImage();
   if (generator == nullptr) {
     return absl::InvalidArgumentError(model_dir + " is a '" + model.kind + "' model, which does not make images "
-                                      "from text; pass a text-to-image model (a dit run or export, or a pipeline)");
+                                      "from text; pass a text-to-image model (a dit or ldm run or export, a pipeline or a cascade)");
   }
+  stages::GenerateOptions generate;
+  RETURN_IF_ERROR(sampling.Apply(name, model, &generate));
+  o.steps = generate.steps;
+  o.cfg = generate.cfg;
   const stages::ImageSpec spec = generator->image_spec();
   RETURN_IF_ERROR(eval::CheckJudgeFits(judge, spec.size, spec.channels, spec.fit));
   log::Info() << "judging " << model.source << " (step " << model.step << ", " << model.weights << " weights)";
   const auto sample = [&](const std::vector<std::string>& prompts, uint64_t chunk_seed) {
-    return generator->Generate(prompts, {o.cfg, o.steps, chunk_seed});
+    stages::GenerateOptions g = generate;
+    g.seed = chunk_seed;
+    return generator->Generate(prompts, g);
   };
-  ASSIGN_OR_RETURN(eval::PromptEvalResult r, eval::EvaluatePrompts(sample, judge, o));
+  ASSIGN_OR_RETURN(eval::PromptEvalResult r, eval::EvaluatePrompts(sample, judge, prompts, o));
   for (const auto& t : r.templates) {
     char line[256];
-    std::snprintf(line, sizeof(line), "  %-36s prompt accuracy %.3f", ("\"" + t.templ + "\"").c_str(), t.accuracy);
+    std::snprintf(line, sizeof(line), "  %-36s prompt accuracy %.3f",
+                  (prompts.from_phrases ? t.templ : "\"" + t.templ + "\"").c_str(), t.accuracy);
+    log::Info() << line;
+  }
+  for (const auto& p : r.phrases) {
+    char line[512];
+    std::snprintf(line, sizeof(line), "  %-12s %-36s accuracy %.3f", p.cls.c_str(), ("\"" + p.phrase + "\"").c_str(),
+                  p.accuracy);
     log::Info() << line;
   }
   for (size_t c = 0; c < r.classes.size(); ++c) {
@@ -102,8 +126,10 @@ absl::Status RunPrompts(const std::string& name, const std::vector<std::string>&
               << r.frechet << " (real train vs real test: " << r.frechet_floor << "); " << static_cast<int64_t>(r.seconds)
               << " s";
   nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind}, {"step", model.step},
-                                {"weights", model.weights}, {"steps", o.steps}, {"cfg", o.cfg},
+                                {"weights", model.weights}, {"steps", sampling.steps.empty() ? nlohmann::json(o.steps) : nlohmann::json(sampling.steps)},
+                                {"cfg", sampling.cfg.empty() ? nlohmann::json(o.cfg) : nlohmann::json(sampling.cfg)},
                                 {"per_class", o.per_class}};
+  if (prompts.from_phrases) out["phrase_file"] = o.phrases;
   const nlohmann::ordered_json result = r.ToJson();
   for (const auto& item : result.items()) out[item.key()] = item.value();
   log::Info() << out.dump();

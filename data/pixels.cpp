@@ -46,4 +46,22 @@ torch::Tensor ModelPixels(const uint8_t* raw, int64_t n, const SampleSpec& spec,
   return x;
 }
 
+torch::Tensor Downsample(const torch::Tensor& images, int64_t size) {
+  namespace F = torch::nn::functional;
+  return F::interpolate(images, F::InterpolateFuncOptions()
+                                    .size(std::vector<int64_t>{size, size})
+                                    .mode(torch::kBilinear)
+                                    .align_corners(false)
+                                    .antialias(true));
+}
+
+torch::Tensor UpsampleBicubic(const torch::Tensor& images, int64_t size) {
+  namespace F = torch::nn::functional;
+  return F::interpolate(images, F::InterpolateFuncOptions()
+                                    .size(std::vector<int64_t>{size, size})
+                                    .mode(torch::kBicubic)
+                                    .align_corners(false))
+      .clamp(-1, 1);
+}
+
 }  // namespace loom::data

@@ -18,4 +18,11 @@ namespace loom::data {
 torch::Tensor ModelPixels(const uint8_t* raw, int64_t n, const SampleSpec& spec, int size, const std::string& fit,
                           const std::vector<bool>& flips);
 
+// Images [B, C, H, W] shrunk to side `size` with antialiasing, as fit resize shrinks the
+// stored images: how a super-resolution stage makes its low-resolution input.
+torch::Tensor Downsample(const torch::Tensor& images, int64_t size);
+// Images [B, C, h, w] enlarged to side `size` by bicubic interpolation, clamped to
+// [-1, 1]: a super-resolution stage's conditioning and the baseline it is measured by.
+torch::Tensor UpsampleBicubic(const torch::Tensor& images, int64_t size);
+
 }  // namespace loom::data

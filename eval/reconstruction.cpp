@@ -16,14 +16,14 @@ torch::Tensor EightBit(const torch::Tensor& x) {
 }
 
 // The largest batch <= `most` that divides `total`, so an epoch holds every sample.
+}  // namespace
+
 int64_t DividingBatch(int64_t total, int64_t most) {
   for (int64_t b = std::min(total, most); b > 1; --b) {
     if (total % b == 0) return b;
   }
   return 1;
 }
-
-}  // namespace
 
 torch::Tensor Psnr(const torch::Tensor& real, const torch::Tensor& fake) {
   const torch::Tensor mse = (EightBit(real) - EightBit(fake)).pow(2).flatten(1).mean(1);  // [B]

@@ -29,6 +29,9 @@ struct ReconstructionResult {
   nlohmann::ordered_json ToJson() const;
 };
 
+// The largest batch of at most `most` images that divides `total` (every batch full).
+int64_t DividingBatch(int64_t total, int64_t most);
+
 // Reconstructions of images [B, C, H, W] in [-1, 1].
 using Reconstructor = std::function<torch::Tensor(const torch::Tensor& images)>;
 

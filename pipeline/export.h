@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "core/status.h"
 #include "pipeline/model.h"
+#include "stages/cascade.h"
 
 namespace loom::pipeline {
 
@@ -20,6 +21,21 @@ struct ExportOptions {
 };
 
 absl::Status WriteExport(const LoadedModel& model, const std::string& out_dir, const ExportOptions& options);
+
+// A cascade export (stages/cascade.h): config.json (kind "cascade") names the stages in
+// order with their sampling settings and hashes; each stage is an export in its own
+// subdirectory, and their frozen dependencies (one text encoder for all) are shared
+// parts beside them. Refuses stages that were trained under different frozen text
+// encoders, or that do not follow on (sides, channels).
+struct CascadePart {
+  std::string name;            // its subdirectory: "base", "sr1", ...
+  const LoadedModel* model;    // loaded with LoadModel
+  stages::CascadeSampling sampling;
+};
+// What a cascade's hash covers of a stage's sampling settings.
+std::string CascadeSamplingKey(const stages::CascadeSampling& sampling);
+absl::Status WriteCascade(const std::vector<CascadePart>& stages, const std::string& out_dir,
+                          const ExportOptions& options);
 
 // The content hash of an export's files (model.safetensors, config.yaml, assets in
 // order) and its calibration.

@@ -7,6 +7,7 @@
 #include "core/fs.h"
 #include "core/sha256.h"
 #include "pipeline/export.h"
+#include "stages/cascade.h"
 #include "stages/registry.h"
 #include "train/checkpoint.h"
 #include "train/trainables.h"
@@ -93,6 +94,52 @@ absl::StatusOr<LoadedModel> FromCheckpoint(const fs::path& dir, const std::strin
   return m;
 }
 
+// A cascade export (pipeline/export.h): its stages, each loaded as an export and checked
+// against the hashes config.json records, chained.
+absl::StatusOr<LoadedModel> LoadCascade(const fs::path& dir, const nlohmann::json& info) {
+  const std::string path = dir.string();
+  LoadedModel m;
+  m.source = path;
+  m.from_export = true;
+  m.kind = "cascade";
+  std::vector<std::shared_ptr<stages::Stage>> models;
+  std::vector<std::string> names;
+  std::vector<stages::CascadeSampling> sampling;
+  std::string hashes;
+  try {
+    for (const auto& part : info.at("parts")) hashes += part.at("hash").get<std::string>();
+    for (const auto& entry : info.at("stages")) {
+      const std::string name = entry.at("name").get<std::string>(), sub = entry.at("dir").get<std::string>();
+      if (sub.empty() || sub.find('/') != std::string::npos || sub[0] == '.') {
+        return absl::DataLossError(path + "/config.json names a bad stage directory '" + sub + "'");
+      }
+      ASSIGN_OR_RETURN(LoadedModel stage, LoadExport((dir / sub).string()));
+      if (stage.hash != entry.at("hash").get<std::string>()) {
+        return absl::DataLossError(path + ": stage '" + name + "' does not match the hash the cascade records (a "
+                                   "stage was changed or replaced; chain the cascade again)");
+      }
+      const stages::CascadeSampling s{entry.at("steps").get<int>(), entry.at("cfg").get<double>(),
+                                      entry.at("aug_level").get<double>()};
+      hashes += stage.hash + CascadeSamplingKey(s);
+      if (models.empty()) {
+        m.options = stage.options;
+        m.step = stage.step;
+      }
+      models.push_back(stage.stage);
+      names.push_back(name);
+      sampling.push_back(s);
+      m.parts[name] = std::make_shared<LoadedModel>(std::move(stage));
+    }
+    m.hash = info.at("hash").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(path + "/config.json is damaged: " + e.what());
+  }
+  if (Sha256(hashes) != m.hash) return absl::DataLossError(path + "/config.json: its hash does not match its stages (damaged)");
+  ASSIGN_OR_RETURN(auto cascade, stages::CascadeStage::Make(std::move(models), std::move(names), std::move(sampling)));
+  m.stage = cascade;
+  return m;
+}
+
 }  // namespace
 
 std::map<std::string, torch::Tensor> StageTensors(stages::Stage& stage) {
@@ -124,6 +171,7 @@ absl::StatusOr<LoadedModel> LoadExport(const std::string& path) {
                                            "; this loom reads version " + std::to_string(kExportVersion) +
                                            ": export its run again with this loom");
     }
+    if (info.at("kind") == "cascade") return LoadCascade(dir, info);
     if (info.at("kind") == "pipeline") {
       const std::string output = info.at("output").get<std::string>();
       std::string output_dir;

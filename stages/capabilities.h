@@ -27,6 +27,19 @@ struct GenerateOptions {
   double cfg = 4.0;  // classifier-free guidance scale; 1 = none
   int steps = 50;    // sampling steps
   uint64_t seed = 0; // row i's noise comes from (seed, i): the same seed, the same images
+  // A cascade's settings per stage, each empty (the cascade's own) or one per stage;
+  // cfg and steps above are then unused.
+  std::vector<double> stage_cfg;
+  std::vector<int> stage_steps;
+  std::vector<double> stage_aug;  // noise-augmentation level of each stage's input (the base's unused)
+};
+
+// One super-resolution pass.
+struct UpsampleOptions {
+  double cfg = 1.0;
+  int steps = 25;
+  uint64_t seed = 0;
+  double aug_level = -1;  // noise-augmentation level of the input in [0, 1]; < 0: the stage's default
 };
 
 class TextToImage {
@@ -51,6 +64,19 @@ class Autoencoder {
   virtual torch::Tensor Encode(const torch::Tensor& images) = 0;
   // Images in [-1, 1] (not clamped) of unscaled latents [B, c, h, w].
   virtual torch::Tensor Decode(const torch::Tensor& latents) = 0;
+};
+
+// A super-resolution stage: higher-resolution images from low-resolution ones and their
+// captions, by a factor (any input side whose output the network can take).
+class SuperResolution {
+ public:
+  virtual ~SuperResolution() = default;
+  virtual int64_t low_res() const = 0;        // the input side it was trained on
+  virtual ImageSpec image_spec() const = 0;   // the output it was trained on (side low_res x factor)
+  int64_t factor() const { return image_spec().size / low_res(); }
+  // Images [B, C, h * factor, w * factor] in [-1, 1] of images [B, C, h, w] in [-1, 1].
+  virtual absl::StatusOr<torch::Tensor> Upsample(const torch::Tensor& low, const std::vector<std::string>& captions,
+                                                 const UpsampleOptions& options) = 0;
 };
 
 // Per-token features of captions: the context a diffusion network attends to by

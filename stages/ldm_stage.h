@@ -10,6 +10,22 @@
 //     U-Net (stage.text).
 // Classifier-free guidance: data.caption_dropout of the captions are replaced by the
 // empty caption (the frozen encoder's features of "", or the start token alone).
+//
+// The stages of an Imagen cascade are ldm stages in pixel space (Saharia et al.):
+//   - stage.pooled_text adds the masked mean of the caption features, projected, to the
+//     timestep embedding (Imagen's pooled text vector);
+//   - stage.thresholding: dynamic clips each sample's predicted x0 at a quantile of its
+//     magnitude and rescales (Imagen), static clips it to [-1, 1];
+//   - stage.low_res > 0 makes a super-resolution stage: it generates data.image_size
+//     images from images of side low_res (data.image_size shrunk with antialiasing),
+//     enlarged bicubically and concatenated to x_t as channels. In training that input
+//     is noised to a random augmentation level in [0, stage.aug_max] (the fraction of
+//     the diffusion's time; the network is told the level by a second timestep
+//     embedding), and at sampling to stage.aug_level. stage.crop trains on random
+//     crops, so the cost does not grow with the output side; the network runs on any
+//     side divisible by its downsampling factor.
+// A base stage and its super-resolution stages are trained as separate runs, in any
+// order, and chained by 'loom export cascade' (stages/cascade.h).
 #pragma once
 
 #include <torch/torch.h>
@@ -36,6 +52,13 @@ struct LdmStageOptions {
   std::string vae = "";           // a VAE export: train on its latents, sample through its decoder
   std::string text_encoder = "";  // a frozen text-encoder export whose features data.train caches
   models::TextEncoderOptions text;  // the encoder trained with the U-Net when text_encoder is empty
+  bool pooled_text = false;  // the pooled caption features added to the timestep embedding
+  std::string thresholding = "static";  // of x0 at pixel-space sampling: static, dynamic or none
+  double threshold_percentile = 0.995;   // the quantile of dynamic thresholding
+  int low_res = 0;            // super-resolution: the side of the input; 0 = a base stage
+  double aug_max = 0.5;       // highest noise-augmentation level of that input in training
+  double aug_level = 0.1;     // its level at sampling
+  int crop = 0;               // train on random crops of this side; 0 = whole images
   int preview_steps = 50;
   double preview_cfg = 4.0;
   JudgedEvalOptions eval;
@@ -43,7 +66,7 @@ struct LdmStageOptions {
   static void Describe(config::Fields<LdmStageOptions>& f);
 };
 
-class LdmStage : public Stage, public TextToImage {
+class LdmStage : public Stage, public TextToImage, public SuperResolution {
  public:
   // `vae` and `text_encoder` (frozen) may be null; without `text_encoder` the stage trains
   // its own over `tokenizer`'s ids.
@@ -60,17 +83,26 @@ class LdmStage : public Stage, public TextToImage {
   nlohmann::ordered_json Describe() const override;
   double ForwardFlops(int64_t batch) const override;
   std::map<std::string, std::string> Assets() const override;
-  TextToImage* AsTextToImage() override { return this; }
+  TextToImage* AsTextToImage() override { return options.low_res > 0 ? nullptr : this; }
+  SuperResolution* AsSuperResolution() override { return options.low_res > 0 ? this : nullptr; }
 
   ImageSpec image_spec() const override { return pixels_; }
   absl::StatusOr<torch::Tensor> Generate(const std::vector<std::string>& prompts,
                                          const GenerateOptions& options) override;
+  int64_t low_res() const override { return options.low_res; }
+  absl::StatusOr<torch::Tensor> Upsample(const torch::Tensor& low, const std::vector<std::string>& captions,
+                                         const UpsampleOptions& options) override;
 
   // Per-sample losses [B] of a batch (the stage's loss is their mean).
   torch::Tensor Losses(const data::Batch& batch, uint64_t seed, int64_t step, bool bf16);
   // Latents (or images) for caption features [B, L, D] and mask [B, L], by DDIM with
   // classifier-free guidance against the empty caption; row i's noise from (seed, i).
-  torch::Tensor Sample(const torch::Tensor& context, const torch::Tensor& mask, double cfg, int steps, uint64_t seed);
+  // A super-resolution stage passes its noised, enlarged input `low` [B, C, S, S] and
+  // its augmentation steps `aug_t` [B]; the output has low's side.
+  torch::Tensor Sample(const torch::Tensor& context, const torch::Tensor& mask, double cfg, int steps, uint64_t seed,
+                       const torch::Tensor& low = {}, const torch::Tensor& aug_t = {});
+  // The diffusion step of augmentation level `level` in [0, 1].
+  int64_t AugmentationStep(double level) const;
   // Caption features and mask of `prompts` (the frozen encoder's, or the trained one's).
   std::pair<torch::Tensor, torch::Tensor> EncodePrompts(const std::vector<std::string>& prompts);
   // Those of the empty caption, `rows` times.
@@ -90,6 +122,10 @@ class LdmStage : public Stage, public TextToImage {
 
  private:
   torch::Device device() const { return unet->conv_in->weight.device(); }
+  // The U-Net on x_t with the conditioning of a batch (the pooled text when asked for).
+  torch::Tensor Denoise(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context,
+                        const torch::Tensor& mask, const torch::Tensor& low, const torch::Tensor& aug_t);
+  absl::StatusOr<nlohmann::ordered_json> EvaluateUpsampling(const PreviewData& data);
 
   std::shared_ptr<const data::Tokenizer> tokenizer_;  // with the trained encoder
   std::shared_ptr<Stage> vae_, text_encoder_;         // frozen, may be null

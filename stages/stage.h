@@ -121,6 +121,7 @@ class Stage : public torch::nn::Module {
 
   // What the stage can do at inference; null when it cannot.
   virtual TextToImage* AsTextToImage() { return nullptr; }
+  virtual SuperResolution* AsSuperResolution() { return nullptr; }
   virtual Autoencoder* AsAutoencoder() { return nullptr; }
   virtual TextEncoding* AsTextEncoding() { return nullptr; }
   virtual CacheProducer* AsCacheProducer() { return nullptr; }

@@ -5,7 +5,10 @@
 // latents with their producer; a DiT trains on them with the VAE frozen (in no
 // checkpoint), and its pipeline export samples; a latent U-Net (ldm) trains on the
 // cached features of a frozen pretrained text encoder beside the latents, and exports
-// as a three-part pipeline; every misuse is one clear line.
+// as a three-part pipeline; an Imagen cascade (an 8x8 base and two super-resolution
+// stages, one trained on crops) trains stage by stage, agrees at 1 and 2 ranks, chains
+// into one export that samples from a prompt, and its super-resolution stage is
+// evaluated against bicubic; every misuse is one clear line.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -265,7 +268,118 @@ TEST_F(StagesTest, AnLdmTrainsOnCachedFeaturesOfAFrozenPretrainedTextEncoder) {
   fails(Train(kLdm, 1, "x", base + text + " stage.text_encoder=" + vae), "is a 'vae' model, which does not encode text");
   fails(Train(kLdm, 1, "x", base + latents + " stage.text_encoder=" + encoder), "has no 'text'");
   fails(Train(kLdm, 1, "x", base + text + " stage.text_encoder=" + encoder + " stage.model.embed_dim=8"),
-        "conditions on text alone");
+        "sets its own conditioning inputs");
+  EXPECT_FALSE(fs::exists(Run("x")));
+}
+
+TEST_F(StagesTest, AnImagenCascadeTrainsStageByStageAndSamplesFromAPrompt) {
+  const std::string minilm = testing::MiniLmDir(kPython);
+  ASSERT_FALSE(minilm.empty()) << testing::kNoMiniLm;
+  const std::string encoder = dir_.str() + "/exports/minilm", text = dir_.str() + "/text";
+  testing::Result r = testing::Run(kLoom + " import text-encoder --from " + minilm + " --out " + encoder +
+                                   " --max-tokens 8");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = testing::Run(kLoom + " data encode --data " + Data() + "/train --with " + encoder + " --out " + text);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string common = "data.train=" + text + " data.fit=resize stage.text_encoder=" + encoder +
+                             " stage.pooled_text=true stage.thresholding=dynamic train.steps=3 ";
+  const std::string base = common + "data.image_size=8";
+  const std::string sr16 = common + "data.image_size=16 stage.low_res=8";
+  const std::string sr32 = common + "data.image_size=32 stage.low_res=16 stage.crop=16";
+  ASSERT_EQ(Train(kLdm, 1, "base", base).code, 0);
+  ASSERT_EQ(Train(kLdm, 1, "sr16", sr16).code, 0);
+  // Crops, augmentation levels and their noise are drawn per sample: 2 ranks agree with 1.
+  ASSERT_EQ(Train(kLdm, 1, "sr32", sr32).code, 0);
+  r = Train(kLdm, 2, "sr32-two", sr32);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<double> one = Losses(Run("sr32")), two = Losses(Run("sr32-two"));
+  ASSERT_EQ(one.size(), 3u);
+  ASSERT_EQ(two.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(two[i], one[i], 1e-4 * std::abs(one[i])) << i;
+  std::map<std::string, std::string> exports;
+  for (const char* name : {"base", "sr16", "sr32"}) {
+    exports[name] = dir_.str() + "/exports/" + name;
+    r = testing::Run(kLoom + " export " + Run(name) + " --out " + exports[name]);
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+
+  // The cascade: one text encoder shared by three stages; it samples 32x32 images from a
+  // prompt, the same for the same seed, with per-stage settings.
+  const std::string cascade = dir_.str() + "/exports/cascade";
+  const std::string chain = kLoom + " export cascade --stage " + exports["base"] + " --stage " + exports["sr16"] +
+                            " --stage ";
+  r = testing::Run(chain + exports["sr32"] + " --out " + cascade + " --steps 3,2,2 --cfg 3,1,1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json c = nlohmann::json::parse(testing::ReadAll(cascade + "/config.json"));
+  EXPECT_EQ(c["kind"], "cascade");
+  ASSERT_EQ(c["stages"].size(), 3u) << c;
+  EXPECT_EQ(c["stages"][0]["steps"], 3);
+  ASSERT_EQ(c["parts"].size(), 1u) << c;
+  EXPECT_EQ(c["parts"][0]["name"], "text_encoder");
+  const std::string png = dir_.str() + "/c.png";
+  const auto sample = [&](const std::string& flags) {
+    return testing::Run(kLoom + " sample --model " + cascade + " --prompt 'a photo of a bag' --n 2 --out " + png + " " +
+                        flags);
+  };
+  r = sample("--steps 2 --aug 0.2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json line = nlohmann::json::parse(testing::LastLine(r.out));
+  EXPECT_EQ(line["steps"], (std::vector<int>{2, 2, 2}));
+  EXPECT_EQ(line["cfg"], (std::vector<double>{3, 1, 1}));
+  const std::string first = testing::ReadAll(png);
+  ASSERT_EQ(sample("--steps 2 --aug 0.2").code, 0);
+  EXPECT_EQ(testing::ReadAll(png), first);
+  // Its grid is as much wider and taller than the base's as 32x32 images are than 8x8
+  // (the PNG header's width and height).
+  const auto size = [](const std::string& file) {
+    EXPECT_GT(file.size(), 24u);
+    const auto be32 = [&](size_t at) {
+      uint32_t v = 0;
+      for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(file[at + i]);
+      return v;
+    };
+    return std::pair{be32(16), be32(20)};
+  };
+  const auto [width, height] = size(first);
+  const auto [base_width, base_height] = size(Sample(exports["base"], dir_.str() + "/b.png"));
+  EXPECT_EQ(height - base_height, 24u);
+  EXPECT_EQ(width - base_width, 48u);
+
+  // The 8 -> 16 stage against bicubic on held-out images.
+  r = testing::Run(kLoom + " eval super-resolution --model " + exports["sr16"] + " --data " + Data() +
+                   "/test --limit 8 --samples 2 --steps 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json sr = nlohmann::json::parse(testing::LastLine(r.out));
+  EXPECT_EQ(sr["images"], 8);
+  EXPECT_EQ(sr["low_res"], 8);
+  for (const char* key : {"psnr", "psnr_mean_of_samples", "psnr_bicubic", "ssim_bicubic", "consistency_psnr"}) {
+    EXPECT_TRUE(sr[key].is_number() && sr[key].get<double>() > 0) << key << sr;
+  }
+
+  // Misuse, each one clear line, nothing written: stages that do not follow on, stages
+  // under different text encoders, an augmentation level outside [0, 1], a stage used
+  // for what it does not do, a low_res that does not divide the side.
+  const auto fails = [&](const testing::Result& f, const std::string& fragment) {
+    EXPECT_EQ(f.code, 2) << f.err;
+    EXPECT_NE(f.err.find(fragment), std::string::npos) << f.err;
+    EXPECT_EQ(std::count(f.err.begin(), f.err.end(), '\n'), 1) << f.err;
+  };
+  const std::string bad = dir_.str() + "/exports/bad";
+  fails(testing::Run(kLoom + " export cascade --stage " + exports["base"] + " --stage " + exports["sr32"] + " --out " + bad),
+        "upsamples 16x16 images with 1 channel(s), but " + exports["base"] + " makes 8x8");
+  ASSERT_EQ(Train(kLdm, 1, "own", "data.train=" + text + " data.fit=resize data.image_size=16 stage.low_res=8 "
+                                  "train.steps=1").code, 0);
+  fails(testing::Run(kLoom + " export cascade --stage " + exports["base"] + " --stage " + Run("own") + " --out " + bad),
+        "used different text encoders");
+  EXPECT_FALSE(fs::exists(bad));
+  fails(Train(kLdm, 1, "x", sr16 + " stage.aug_level=1.5"), "aug_level");
+  fails(sample("--aug 2"), "--aug must be in [0, 1]");
+  fails(sample("--steps 2,2"), "3 stages but 2 values of steps");
+  fails(testing::Run(kLoom + " sample --model " + exports["sr16"] + " --prompt 'a bag' --out " + png),
+        "does not make images from text");
+  fails(testing::Run(kLoom + " eval super-resolution --model " + exports["base"] + " --data " + Data() + "/test"),
+        "does not upsample");
+  fails(Train(kLdm, 1, "x", common + "data.image_size=16 stage.low_res=5"), "must divide data.image_size 16");
   EXPECT_FALSE(fs::exists(Run("x")));
 }
 
