@@ -96,6 +96,7 @@ absl::Status RunPrompts(const std::string& name, const std::vector<std::string>&
   RETURN_IF_ERROR(sampling.Apply(name, model, &generate));
   o.steps = generate.steps;
   o.cfg = generate.cfg;
+  ASSIGN_OR_RETURN(const nlohmann::ordered_json settings, DescribeSampling(model, generate));
   const stages::ImageSpec spec = generator->image_spec();
   RETURN_IF_ERROR(eval::CheckJudgeFits(judge, spec.size, spec.channels, spec.fit));
   log::Info() << "judging " << model.source << " (step " << model.step << ", " << model.weights << " weights)";
@@ -126,8 +127,7 @@ absl::Status RunPrompts(const std::string& name, const std::vector<std::string>&
               << r.frechet << " (real train vs real test: " << r.frechet_floor << "); " << static_cast<int64_t>(r.seconds)
               << " s";
   nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind}, {"step", model.step},
-                                {"weights", model.weights}, {"steps", sampling.steps.empty() ? nlohmann::json(o.steps) : nlohmann::json(sampling.steps)},
-                                {"cfg", sampling.cfg.empty() ? nlohmann::json(o.cfg) : nlohmann::json(sampling.cfg)},
+                                {"weights", model.weights}, {"steps", settings["steps"]}, {"cfg", settings["cfg"]},
                                 {"per_class", o.per_class}};
   if (prompts.from_phrases) out["phrase_file"] = o.phrases;
   const nlohmann::ordered_json result = r.ToJson();

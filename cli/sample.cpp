@@ -11,26 +11,28 @@
 #include "core/status.h"
 #include "eval/image_grid.h"
 #include "pipeline/model.h"
-#include "stages/cascade.h"
 
 namespace loom::cli {
 namespace {
 
 absl::Status RunSample(const std::string& name, const std::vector<std::string>& argv) {
-  std::string model_dir, prompt, out;
+  std::string model_dir, out;
+  std::vector<std::string> prompts;
   int64_t n = 4, seed = 0;
   SamplingFlags sampling;
   ArgParser args(name, "Generates images for a prompt from a run made by 'loom train' (the moving average\n"
                        "of its newest checkpoint), a checkpoint directory, an export, a pipeline or a cascade.");
   args.Flag("model", &model_dir, "runs/NAME, a checkpoint directory, an export, a pipeline or a cascade").Required();
-  args.Flag("prompt", &prompt, "the caption to draw").Required();
-  args.Flag("out", &out, "PNG file to write (a row of the n images)").Required();
-  args.Flag("n", &n, "images");
+  args.Flag("prompt", &prompts, "the caption to draw; repeat it for a grid with one column per prompt").Required();
+  args.Flag("out", &out, "PNG file to write (a row of the n images; with several prompts, n rows)").Required();
+  args.Flag("n", &n, "images (per prompt)");
   sampling.Add(args);
   args.Flag("seed", &seed, "noise seed; the same seed gives the same images");
   ASSIGN_OR_RETURN(bool run, args.Parse(argv));
   if (!run) return absl::OkStatus();
-  if (n < 1 || n > 256) return absl::InvalidArgumentError(name + ": --n must be 1..256");
+  if (n < 1 || n * static_cast<int64_t>(prompts.size()) > 256) {
+    return absl::InvalidArgumentError(name + ": --n must be at least 1, and --n x prompts at most 256");
+  }
   ASSIGN_OR_RETURN(pipeline::LoadedModel model, pipeline::LoadModel(model_dir, "ema"));
   stages::GenerateOptions options;
   options.seed = static_cast<uint64_t>(seed);
@@ -41,20 +43,18 @@ absl::Status RunSample(const std::string& name, const std::vector<std::string>& 
                                       "' model, which does not make images from text; pass a text-to-image model "
                                       "(a dit or ldm run or export, a pipeline or a cascade)");
   }
-  ASSIGN_OR_RETURN(const torch::Tensor images, generator->Generate(std::vector<std::string>(n, prompt), options));
-  RETURN_IF_ERROR(eval::WriteGrid(out, images, static_cast<int>(n)));
-  log::Info() << "wrote " << out << ": " << n << " image(s) of '" << prompt << "' from " << model.source;
-  nlohmann::json steps = options.steps, cfg = options.cfg;
-  if (const auto* cascade = dynamic_cast<const stages::CascadeStage*>(model.stage.get())) {
-    ASSIGN_OR_RETURN(const auto per_stage, cascade->Resolve(options));
-    steps = nlohmann::json::array();
-    cfg = nlohmann::json::array();
-    for (const auto& s : per_stage) {
-      steps.push_back(s.steps);
-      cfg.push_back(s.cfg);
-    }
-  }
-  log::Info() << nlohmann::json({{"out", out}, {"prompt", prompt}, {"n", n}, {"steps", steps}, {"cfg", cfg},
+  std::vector<std::string> rows;  // row r of the grid: every prompt once
+  for (int64_t r = 0; r < n; ++r) rows.insert(rows.end(), prompts.begin(), prompts.end());
+  ASSIGN_OR_RETURN(const torch::Tensor images, generator->Generate(rows, options));
+  const int columns = prompts.size() == 1 ? static_cast<int>(n) : static_cast<int>(prompts.size());
+  RETURN_IF_ERROR(eval::WriteGrid(out, images, columns));
+  log::Info() << "wrote " << out << ": " << n << " image(s) of '" << prompts[0] << "'"
+              << (prompts.size() > 1 ? " and " + std::to_string(prompts.size() - 1) + " more prompt(s)" : "")
+              << " from " << model.source;
+  ASSIGN_OR_RETURN(const nlohmann::ordered_json settings, DescribeSampling(model, options));
+  const nlohmann::json prompt = prompts.size() == 1 ? nlohmann::json(prompts[0]) : nlohmann::json(prompts);
+  log::Info() << nlohmann::json({{"out", out}, {"prompt", prompt}, {"n", n}, {"steps", settings["steps"]},
+                                 {"cfg", settings["cfg"]},
                                  {"seed", seed}, {"model", model.source}, {"kind", model.kind}})
                      .dump();
   return absl::OkStatus();

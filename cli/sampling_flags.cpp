@@ -62,4 +62,18 @@ absl::Status SamplingFlags::Apply(const std::string& command, const pipeline::Lo
   return absl::OkStatus();
 }
 
+absl::StatusOr<nlohmann::ordered_json> DescribeSampling(const pipeline::LoadedModel& model,
+                                                        const stages::GenerateOptions& options) {
+  const auto* cascade = dynamic_cast<const stages::CascadeStage*>(model.stage.get());
+  if (cascade == nullptr) return nlohmann::ordered_json{{"steps", options.steps}, {"cfg", options.cfg}};
+  ASSIGN_OR_RETURN(const std::vector<stages::CascadeSampling> per_stage, cascade->Resolve(options));
+  nlohmann::ordered_json steps = nlohmann::ordered_json::array(), cfg = steps, aug = steps;
+  for (const stages::CascadeSampling& s : per_stage) {
+    steps.push_back(s.steps);
+    cfg.push_back(s.cfg);
+    aug.push_back(s.aug_level);
+  }
+  return nlohmann::ordered_json{{"steps", steps}, {"cfg", cfg}, {"aug", aug}};
+}
+
 }  // namespace loom::cli

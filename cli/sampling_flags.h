@@ -5,6 +5,7 @@
 // exported with.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -27,5 +28,10 @@ struct SamplingFlags {
   absl::Status Apply(const std::string& command, const pipeline::LoadedModel& model,
                      stages::GenerateOptions* options) const;
 };
+
+// The settings `options` give `model`, for a command's JSON line: {"steps", "cfg"} as
+// numbers, or for a cascade as lists, one per stage, with "aug" beside them.
+absl::StatusOr<nlohmann::ordered_json> DescribeSampling(const pipeline::LoadedModel& model,
+                                                        const stages::GenerateOptions& options);
 
 }  // namespace loom::cli

@@ -6,8 +6,8 @@
 #
 #   launch/quickstart.sh          the main job above
 #   launch/quickstart.sh NAME     a shortened run of reference pipeline NAME
-#                                 (launch/reference.sh: dit, latent-dit, sd; sd took 35 minutes
-#                                 here, its VAE included), ending in its
+#                                 (launch/reference.sh: dit, latent-dit, sd, imagen; sd took 35
+#                                 minutes here, its VAE included), ending in its
 #                                 sample grid runs/quickstart-NAME/samples.png
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,10 +18,21 @@ if [[ $# -gt 0 ]]; then
   RUNS="runs/quickstart-$NAME"
   result=$(QUICK=1 RUNS="$RUNS" launch/reference.sh "$NAME" | tail -1)
   echo "$result"
-  # The last preview of the pipeline's final stage: samples of all ten classes.
-  run=$(ls -td "$RUNS"/*/ | grep -v exports | head -1)
-  last=$(ls "$run"samples/step-*.png | sort | tail -1)
-  cp "$last" "$RUNS/samples.png"
+  if [[ $NAME == imagen ]]; then
+    # The cascade from prompts: four samples of each class (its last stage's previews
+    # show inputs, outputs and real images instead).
+    prompts=()
+    for c in "a t-shirt" "trousers" "a pullover" "a dress" "a coat" "a sandal" "a shirt" "a sneaker" "a bag" \
+             "an ankle boot"; do
+      prompts+=(--prompt "a photo of $c")
+    done
+    build/loom sample --model "$RUNS/exports/imagen" "${prompts[@]}" --n 4 --out "$RUNS/samples.png" >/dev/null
+  else
+    # The last preview of the pipeline's final stage: samples of all ten classes.
+    run=$(ls -td "$RUNS"/*/ | grep -v exports | head -1)
+    last=$(ls "$run"samples/step-*.png | sort | tail -1)
+    cp "$last" "$RUNS/samples.png"
+  fi
   echo "quickstart $NAME: samples of all ten classes (one column each) in $RUNS/samples.png"
   exit 0
 fi
