@@ -7,7 +7,7 @@
 #   launch/quickstart.sh          the main job above
 #   launch/quickstart.sh NAME     a shortened run of reference pipeline NAME
 #                                 (launch/reference.sh: dit, latent-dit, sd, imagen; sd took 35
-#                                 minutes here, its VAE included), ending in its
+#                                 minutes here, its VAE included, imagen 12), ending in its
 #                                 sample grid runs/quickstart-NAME/samples.png
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

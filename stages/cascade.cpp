@@ -60,7 +60,8 @@ absl::StatusOr<std::shared_ptr<CascadeStage>> CascadeStage::Make(std::vector<std
   c->stages_ = std::move(stages);
   c->names_ = std::move(names);
   c->sampling_ = std::move(sampling);
-  for (size_t i = 0; i < c->stages_.size(); ++i) c->register_module(c->names_[i], c->stages_[i]);
+  // Registered by position: the names may be paths, which module names cannot hold.
+  for (size_t i = 0; i < c->stages_.size(); ++i) c->register_module("stage" + std::to_string(i), c->stages_[i]);
   return c;
 }
 
