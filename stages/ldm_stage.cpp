@@ -326,12 +326,11 @@ absl::StatusOr<nlohmann::ordered_json> LdmStage::EvaluateUpsampling(const Previe
   const auto upsample = [&](const torch::Tensor& low, const std::vector<std::string>& captions, uint64_t seed) {
     return Upsample(low, captions, {options.eval.cfg, options.eval.steps, seed, 0.0});
   };
-  std::optional<eval::Judge> judge;
-  if (!options.eval.judge.empty()) {
-    ASSIGN_OR_RETURN(judge, eval::Judge::Load(options.eval.judge));
+  if (!options.eval.judge.empty() && !sr_judge_) {  // loaded at the first evaluation
+    ASSIGN_OR_RETURN(sr_judge_, eval::Judge::Load(options.eval.judge));
   }
   ASSIGN_OR_RETURN(eval::SuperResolutionResult r,
-                   eval::EvaluateSuperResolution(upsample, eo, judge ? &*judge : nullptr));
+                   eval::EvaluateSuperResolution(upsample, eo, sr_judge_ ? &*sr_judge_ : nullptr));
   return r.ToJson();
 }
 

@@ -31,6 +31,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,7 @@ class LdmStage : public Stage, public TextToImage, public SuperResolution {
   double caption_dropout_;
   ImageSpec pixels_;
   JudgedEvaluation judged_;
+  std::optional<eval::Judge> sr_judge_;  // a super-resolution stage's judge, once loaded
 };
 
 struct StageInputs;
