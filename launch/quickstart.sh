@@ -7,8 +7,9 @@
 #   launch/quickstart.sh          the main job above
 #   launch/quickstart.sh NAME     a shortened run of reference pipeline NAME
 #                                 (launch/reference.sh: dit, latent-dit, sd, imagen; sd took 35
-#                                 minutes here, its VAE included, imagen 12), ending in its
-#                                 sample grid runs/quickstart-NAME/samples.png
+#                                 minutes here, its VAE included, imagen 12 when its last stage
+#                                 trained on crops, about 3 more on whole images), ending in
+#                                 its sample grid runs/quickstart-NAME/samples.png
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

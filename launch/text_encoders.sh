@@ -45,23 +45,26 @@ train() {
 }
 own=('stage.text_encoder=""' data.train="$DATASETS/fashion/train" stage.text.width=128 stage.text.depth=2
      stage.text.heads=4 stage.text.vocab=1024)
-start=$(date +%s)
-train text-a "${own[@]}"
-if [[ $STEPS == 2800 && -d $RUNS/imagen-base ]]; then
-  ln -sfn imagen-base "$RUNS/text-b"
-else
-  train text-b stage.text_encoder="$MINILM" data.train="$CACHE"
-fi
-train text-c "${own[@]}" stage.model.model_channels=128
-
 # judge NAME ARGS...: the last JSON line of eval prompts on run NAME.
 judge() {
   local name=$1
   shift
   $LOOM eval prompts --model "$RUNS/$name" --judge "$JUDGE" --steps 25 --cfg 4 "$@" | tail -1
 }
+# Each variant is trained and then judged before the next one starts, so a stopped
+# script leaves the figures of those it finished in its log.
+start=$(date +%s)
 rows=()
 for v in a b c; do
+  case $v in
+    a) train text-a "${own[@]}" ;;
+    b) if [[ $STEPS == 2800 && -d $RUNS/imagen-base ]]; then
+         ln -sfn imagen-base "$RUNS/text-b"
+       else
+         train text-b stage.text_encoder="$MINILM" data.train="$CACHE"
+       fi ;;
+    c) train text-c "${own[@]}" stage.model.model_channels=128 ;;
+  esac
   log "judging text-$v"
   templates=$(judge "text-$v" --per-class 20)
   phrases=$(judge "text-$v" --per-class 10 --phrases configs/fashion/imagen/paraphrases.json)
@@ -74,6 +77,7 @@ print(json.dumps({"variant": v, "templates": groups, "templates_accuracy": t["pr
                   "phrases": {x["phrase"]: x["accuracy"] for x in p["phrases"]}}))
 PY
 )")
+  log "text-$v: ${rows[-1]}"
 done
 seconds=$(( $(date +%s) - start ))
 printf '{"steps": %s, "seconds": %s, "judge": "%s", "variants": [%s]}\n' "$STEPS" "$seconds" "$JUDGE" \
