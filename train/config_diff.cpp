@@ -48,6 +48,7 @@ bool MayChangeOnResume(const std::string& key) {
   static const char* const kFree[] = {
       "train.steps",        "train.log_every",   "train.sample_every", "train.eval_every",
       "train.checkpoint_every", "train.keep_checkpoints", "train.on_nan", "train.precision",
+      "train.tensorboard",
       "optim.",             "dist.",             "data.workers",       "data.prefetch",
       "data.on_error",      "data.max_skipped",  "data.test",          "run.dir",
       "stage.eval.",        "stage.preview_",    "stage.disc.optim.",

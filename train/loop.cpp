@@ -8,6 +8,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/fs.h"  // ReadFile
 #include "core/log.h"
 #include "train/checkpoint.h"
 
@@ -30,6 +31,21 @@ std::string StepFile(int64_t step) {
   char name[64];
   std::snprintf(name, sizeof(name), "step-%07lld.png", static_cast<long long>(step));
   return name;
+}
+
+// The numbers of a metrics.jsonl row as TensorBoard scalars, under the row's names
+// (those of nested objects as "outer/inner"); the step, non-finite figures (nulls in
+// the row's text), strings and lists are left out.
+void CollectScalars(const nlohmann::ordered_json& row, const std::string& prefix,
+                    std::vector<std::pair<std::string, double>>* out) {
+  for (const auto& item : row.items()) {
+    if (prefix.empty() && item.key() == "step") continue;
+    const std::string name = prefix.empty() ? item.key() : prefix + "/" + item.key();
+    if (item.value().is_number() && std::isfinite(item.value().get<double>())) {
+      out->push_back({name, item.value().get<double>()});
+    }
+    if (item.value().is_object()) CollectScalars(item.value(), name, out);
+  }
 }
 
 // Fault injection for tests: LOOM_FAULT_NAN_LOSS=STEP:RANK makes that rank's loss (and so
@@ -56,6 +72,16 @@ Loop::Loop(Parts parts)
 }
 
 absl::Status Loop::Run(int64_t start) {
+  if (rank_ == 0 && o_.train.tensorboard) {
+    // A new event file per process; its session start at the first step this process
+    // logs hides what an earlier one logged after the checkpoint resumed here.
+    absl::StatusOr<std::unique_ptr<tensorboard::EventWriter>> events = tensorboard::EventWriter::Open(p_.run_dir, start + 1);
+    if (!events.ok()) {
+      return absl::Status(events.status().code(), std::string(events.status().message()) +
+                                                      " (TensorBoard events; train.tensorboard: false turns them off)");
+    }
+    events_ = std::move(*events);
+  }
   started_ = window_ = Clock::now();
   for (int64_t step = start; step < o_.train.steps; ++step) {
     ASSIGN_OR_RETURN(const Figures f, Step(step));
@@ -198,13 +224,9 @@ absl::Status Loop::Log(int64_t step, int64_t start, const Figures& f) {
   row["samples_per_s"] = rate;
   row["elapsed_s"] = elapsed;
   row["skipped_steps"] = p_.skipped_steps;
-  if (metrics_.is_open()) {
-    metrics_ << row.dump() << "\n";
-    metrics_.flush();
-  }
   window_ = Clock::now();
   window_samples_ = 0;
-  return absl::OkStatus();
+  return WriteRow(row);
 }
 
 absl::Status Loop::Checkpoint(int64_t step) {
@@ -235,18 +257,30 @@ absl::Status Loop::PreviewAndEvaluate(int64_t step, bool preview, bool evaluate,
     const std::string png = (fs::path(p_.run_dir) / "samples" / StepFile(step + 1)).string();
     RETURN_IF_ERROR(copy->Preview(p_.preview, png));
     log::Info() << "preview: " << png;
+    if (events_) {
+      ASSIGN_OR_RETURN(const std::string bytes, ReadFile(png));
+      RETURN_IF_ERROR(events_->AddPng("samples", step + 1, bytes));
+    }
   }
   if (evaluate) {
     ASSIGN_OR_RETURN(nlohmann::ordered_json result, copy->Evaluate(p_.preview));
     log::Info() << "eval step " << step + 1 << ": " << result.dump();
-    if (metrics_.is_open()) {
-      nlohmann::ordered_json row = {{"step", step + 1}, {"loss", f.loss[0]}};
-      for (const auto& item : result.items()) row[item.key()] = item.value();
-      metrics_ << row.dump() << "\n";
-      metrics_.flush();
-    }
+    nlohmann::ordered_json row = {{"step", step + 1}, {"loss", f.loss[0]}};
+    for (const auto& item : result.items()) row[item.key()] = item.value();
+    RETURN_IF_ERROR(WriteRow(row));
   }
   return absl::OkStatus();
+}
+
+absl::Status Loop::WriteRow(const nlohmann::ordered_json& row) {
+  if (metrics_.is_open()) {
+    metrics_ << row.dump() << "\n";
+    metrics_.flush();
+  }
+  if (!events_) return absl::OkStatus();
+  std::vector<std::pair<std::string, double>> scalars;
+  CollectScalars(row, "", &scalars);
+  return events_->AddScalars(row.at("step").get<int64_t>(), scalars);
 }
 
 }  // namespace loom::train

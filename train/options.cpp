@@ -54,6 +54,8 @@ void TrainOptions::Describe(config::Fields<TrainOptions>& f) {
       .Rule(config::Between(1, 1000));
   f.Add("on_nan", &O::on_nan, "a non-finite loss stops the run (naming step and rank) or skips the step")
       .Rule(config::OneOf({"stop", "skip"}));
+  f.Add("tensorboard", &O::tensorboard,
+        "rank 0 also writes metrics.jsonl's figures and the previews as TensorBoard events in the run directory");
 }
 
 }  // namespace loom::train

@@ -44,6 +44,7 @@ struct TrainOptions {
   int64_t checkpoint_every = 1000;
   int keep_checkpoints = 3;
   std::string on_nan = "stop";
+  bool tensorboard = true;
 
   static void Describe(config::Fields<TrainOptions>& f);
 };

@@ -1,7 +1,7 @@
 // `loom train` end to end on real Fashion-MNIST shards (the first 512 per split): the
 // tiny config trains at 1, 2 and 4 ranks and its loss falls; 2 ranks follow the 1-rank
 // loss trajectory (same global batch); bad input fails before anything is written; the
-// final weights load in Python's safetensors.
+// final weights load in Python's safetensors, and the TensorBoard events in TensorBoard.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -249,6 +249,33 @@ TEST_F(TrainTest, WeightsLoadInPythonSafetensors) {
       "/runs1/tiny/model.safetensors'); print(len(d), tuple(d['dit.final_linear.weight'].shape))\"");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("(16, 32)"), std::string::npos) << r.out;
+}
+
+TEST_F(TrainTest, TensorBoardReadsTheEventsOfAStoppedAndResumedRun) {
+  const std::string py = LOOM_PYTHON;
+  if (py.empty()) GTEST_SKIP() << "no Python venv configured (launch/setup.sh sets LOOM_PYTHON)";
+  if (testing::Run(py + " -c 'import tensorboard'").code != 0) {
+    GTEST_SKIP() << "the venv's Python has no tensorboard package (launch/setup.sh installs it)";
+  }
+  const std::string runs = dir_.str() + "/tensorboard", data = data_->str() + "/fm/train";
+  // Stopped at step 5 after logging step 4 past its step-3 checkpoint, then resumed from
+  // step 3: TensorBoard must show each step once, with the resumed run's figures.
+  EXPECT_NE(RunTiny(runs, "tb", 1, 6, "train.sample_every=3", data, "LOOM_FAULT_NAN_LOSS=5:0 "), 0);
+  ASSERT_EQ(RunTiny(runs, "tb", 1, 6, "train.sample_every=3", data), 0);
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(runs + "/tb")) {
+    files += e.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
+  }
+  EXPECT_EQ(files, 2) << "one event file per process";
+  const testing::Result r = testing::Run(py + " " + LOOM_SOURCE_DIR + "/tests/train/tensorboard_check.py " + runs + "/tb");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("tensorboard-ok"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" 2\n"), std::string::npos) << "two previews (steps 3 and 6): " << r.out;
+
+  ASSERT_EQ(RunTiny(runs, "off", 1, 2, "train.tensorboard=false", data), 0);
+  for (const auto& e : fs::directory_iterator(runs + "/off")) {
+    EXPECT_EQ(e.path().filename().string().find("tfevents"), std::string::npos) << e.path();
+  }
 }
 
 }  // namespace
