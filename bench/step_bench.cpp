@@ -58,7 +58,7 @@ absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& o) {
     for (size_t k = 0; k < runs.size(); ++k) {
       runs[k].strategy->ZeroGrad();
       train::FreezeAllBut(runs, static_cast<int>(k));
-      stage.Loss(b, {0, i, static_cast<int>(k), e.train.precision == "bf16"}).loss.backward();
+      stage.Loss(b, {0, i, static_cast<int>(k), e.train.precision == "bf16", group.get()}).loss.backward();
       train::FreezeAllBut(runs, -1);
       RETURN_IF_ERROR(runs[k].strategy->FinishBackward());
       RETURN_IF_ERROR(runs[k].strategy->ClipGradNorm(runs[k].spec.optim.clip_grad).status());

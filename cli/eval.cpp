@@ -3,7 +3,9 @@
 // phrases of a phrase file) and reports how often the judge sees the prompted class, and
 // the Fréchet distance of the samples' judge features to the real test images (beside the
 // real-vs-real floor); `loom eval reconstruction` reports an autoencoder's PSNR and SSIM on
-// held-out images.
+// held-out images; `loom eval zero-shot` classifies a labelled dataset by a CLIP model's
+// class prompts and reports caption retrieval; `loom eval prior` measures a diffusion
+// prior's predicted image embeddings against the real ones.
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
@@ -16,7 +18,9 @@
 #include "dist/runtime.h"
 #include "eval/judge.h"
 #include "eval/prompt_eval.h"
+#include "eval/prior_eval.h"
 #include "eval/reconstruction.h"
+#include "eval/zero_shot.h"
 #include "pipeline/model.h"
 
 namespace loom::cli {
@@ -180,6 +184,126 @@ absl::Status RunReconstruction(const std::string& name, const std::vector<std::s
   return absl::OkStatus();
 }
 
+absl::Status RunZeroShot(const std::string& name, const std::vector<std::string>& argv) {
+  std::string model_dir, weights = "ema";
+  eval::ZeroShotOptions o;
+  int64_t seed = 0;
+  ArgParser args(name, "Classifies the images of a labelled dataset (its label names are the classes) by\n"
+                       "the nearest class prompt in a CLIP model's joint embedding, each class's prompts\n"
+                       "of all --template wordings averaged, and reports accuracy (also per template and\n"
+                       "per class) and recall@1/@5 of each image's own caption among the dataset's\n"
+                       "distinct captions. Last line: JSON with accuracy.");
+  args.Flag("model", &model_dir, "a clip run, checkpoint or export").Required();
+  args.Flag("data", &o.data, "labelled dataset directory (a test split, e.g. datasets/fashion/test)").Required();
+  args.Flag("weights", &weights, "ema or raw (runs and checkpoints)");
+  args.Flag("template", &o.templates,
+            "class prompt template, repeatable; {class} = class name, {a_class} = with a/an (default: two "
+            "training wordings and two unseen ones)");
+  args.Flag("limit", &o.limit, "images to evaluate; 0 = all");
+  args.Flag("batch", &o.batch, "images at once (at most)");
+  args.Flag("seed", &seed, "which images, when --limit is set");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  RETURN_IF_ERROR(SingleProcess(name));
+  dist::PlaceProcess(dist::Runtime::Info());
+  o.seed = static_cast<uint64_t>(seed);
+  ASSIGN_OR_RETURN(pipeline::LoadedModel model, pipeline::LoadModel(model_dir, weights));
+  stages::JointEmbedding* clip = model.stage->AsJointEmbedding();
+  if (clip == nullptr) {
+    return absl::InvalidArgumentError(model_dir + " is a '" + model.kind +
+                                      "' model, which does not embed images and text together; pass a clip run or "
+                                      "export");
+  }
+  const stages::ImageSpec spec = clip->image_spec();
+  o.image_size = spec.size;
+  o.channels = spec.channels;
+  o.fit = spec.fit;
+  const auto images = [&](const torch::Tensor& x) { return clip->EmbedImages(x); };
+  const auto texts = [&](const std::vector<std::string>& c) { return clip->EmbedTexts(c); };
+  ASSIGN_OR_RETURN(eval::ZeroShotResult r, eval::EvaluateZeroShot(images, texts, o));
+  for (const auto& t : r.templates) {
+    char line[256];
+    std::snprintf(line, sizeof(line), "  %-36s accuracy %.3f", ("\"" + t.templ + "\"").c_str(), t.accuracy);
+    log::Info() << line;
+  }
+  for (size_t c = 0; c < r.classes.size(); ++c) {
+    char line[128];
+    std::snprintf(line, sizeof(line), "  %-14s %.3f", r.classes[c].c_str(), r.per_class[c]);
+    log::Info() << line;
+  }
+  log::Info() << "zero-shot accuracy " << r.accuracy << " over " << r.images << " images of " << o.data
+              << " (templates averaged); caption recall@1 " << r.recall_at_1 << ", @5 " << r.recall_at_5 << " among "
+              << r.captions << " distinct captions; " << static_cast<int64_t>(r.seconds) << " s";
+  nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind}, {"step", model.step},
+                                {"weights", model.weights}, {"data", o.data}};
+  const nlohmann::ordered_json result = r.ToJson();
+  for (const auto& item : result.items()) out[item.key()] = item.value();
+  log::Info() << out.dump();
+  return absl::OkStatus();
+}
+
+absl::Status RunPrior(const std::string& name, const std::vector<std::string>& argv) {
+  std::string model_dir, weights = "ema";
+  eval::PriorEvalOptions o;
+  stages::PriorSampleOptions sampling;
+  double cfg = -1;
+  int64_t steps = 0, candidates = 0, seed = 0;
+  ArgParser args(name, "Predicts the CLIP image embedding of each caption of a labelled dataset with a\n"
+                       "diffusion prior and reports the mean cosine of (text, real image), (predicted,\n"
+                       "real image), (predicted, an image of another class) and between two real images\n"
+                       "of the same class, and the zero-shot accuracy of the predicted embeddings beside\n"
+                       "that of the real ones. Last line: JSON.");
+  args.Flag("model", &model_dir, "a prior run, checkpoint or export").Required();
+  args.Flag("data", &o.data, "labelled dataset directory (a test split, e.g. datasets/fashion/test)").Required();
+  args.Flag("weights", &weights, "ema or raw (runs and checkpoints)");
+  args.Flag("limit", &o.limit, "images to evaluate; 0 = all");
+  args.Flag("cfg", &cfg, "guidance scale (default: the prior's stage.sample_cfg)");
+  args.Flag("steps", &steps, "sampling steps (default: the prior's stage.sample_steps)");
+  args.Flag("candidates", &candidates, "embeddings drawn per caption (default: the prior's stage.candidates)");
+  args.Flag("template", &o.templates, "class prompt template of the zero-shot accuracy, repeatable (default: "
+                                      "two training wordings and two unseen ones)");
+  args.Flag("seed", &seed, "noise seed, and which images when --limit is set");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  RETURN_IF_ERROR(SingleProcess(name));
+  dist::PlaceProcess(dist::Runtime::Info());
+  ASSIGN_OR_RETURN(pipeline::LoadedModel model, pipeline::LoadModel(model_dir, weights));
+  stages::EmbeddingPrior* prior = model.stage->AsEmbeddingPrior();
+  if (prior == nullptr) {
+    return absl::InvalidArgumentError(model_dir + " is a '" + model.kind +
+                                      "' model, not a diffusion prior; pass a prior run or export");
+  }
+  const nlohmann::json described = model.stage->Describe();
+  sampling.cfg = cfg >= 0 ? cfg : described.value("sample_cfg", 1.0);
+  sampling.steps = steps > 0 ? static_cast<int>(steps) : described.value("sample_steps", 64);
+  sampling.candidates = candidates > 0 ? static_cast<int>(candidates) : described.value("candidates", 2);
+  sampling.seed = static_cast<uint64_t>(seed);
+  o.seed = static_cast<uint64_t>(seed);
+  stages::JointEmbedding* clip = prior->clip();
+  const stages::ImageSpec spec = clip->image_spec();
+  o.image_size = spec.size;
+  o.channels = spec.channels;
+  o.fit = spec.fit;
+  ASSIGN_OR_RETURN(
+      eval::PriorEvalResult r,
+      eval::EvaluatePrior([&](const torch::Tensor& x) { return clip->EmbedImages(x); },
+                          [&](const std::vector<std::string>& c) { return clip->EmbedTexts(c); },
+                          [&](const std::vector<std::string>& c) { return prior->PredictImageEmbeddings(c, sampling); },
+                          o));
+  log::Info() << "prior " << model.source << " (step " << model.step << ") on " << r.images << " images of " << o.data
+              << ": cos(predicted, real) " << r.predicted_image << " vs two real images of a class "
+              << r.same_class_images << ", text-image " << r.text_image << ", predicted-unrelated "
+              << r.predicted_unrelated << "; zero-shot of predicted " << r.zero_shot_predicted << " vs real "
+              << r.zero_shot_real << "; " << static_cast<int64_t>(r.seconds) << " s";
+  nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind}, {"step", model.step},
+                                {"weights", model.weights}, {"data", o.data}, {"cfg", sampling.cfg},
+                                {"steps", sampling.steps}, {"candidates", sampling.candidates}};
+  const nlohmann::ordered_json result = r.ToJson();
+  for (const auto& item : result.items()) out[item.key()] = item.value();
+  log::Info() << out.dump();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::vector<Command> EvalCommands() {
@@ -187,6 +311,8 @@ std::vector<Command> EvalCommands() {
       {"eval classifier", "train the judge classifier; reports its test accuracy", RunClassifier},
       {"eval prompts", "prompt accuracy and Frechet distance of a model's samples", RunPrompts},
       {"eval reconstruction", "PSNR and SSIM of an autoencoder's reconstructions", RunReconstruction},
+      {"eval zero-shot", "zero-shot accuracy and caption retrieval of a CLIP model", RunZeroShot},
+      {"eval prior", "cosines and zero-shot accuracy of a diffusion prior's predicted embeddings", RunPrior},
   };
 }
 

@@ -54,24 +54,36 @@ nlohmann::ordered_json ReconstructionResult::ToJson() const {
   return {{"psnr", psnr}, {"ssim", ssim}, {"images", images}, {"seconds", seconds}};
 }
 
+absl::StatusOr<EvalImages> OpenEvalImages(const std::string& dir, int64_t image_size, int64_t channels,
+                                          const std::string& fit, int64_t limit, int64_t most, uint64_t seed,
+                                          int workers) {
+  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(dir));
+  EvalImages e;
+  e.label_names = manifest.label_names;
+  e.has_labels = manifest.has_labels;
+  e.total = limit > 0 ? std::min(limit, manifest.total) : manifest.total;
+  e.batch = DividingBatch(e.total, most);
+  data::LoaderOptions lo;
+  lo.dir = dir;
+  lo.batch = e.batch;
+  lo.workers = workers;
+  lo.image_size = static_cast<int>(image_size);
+  lo.channels = static_cast<int>(channels);
+  lo.fit = fit;
+  ASSIGN_OR_RETURN(e.loader, data::Loader::Create(lo, {0, 0, seed}));
+  return e;
+}
+
 absl::StatusOr<ReconstructionResult> EvaluateReconstruction(const Reconstructor& reconstruct,
                                                             const ReconstructionEvalOptions& o) {
   const auto started = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(o.data));
-  const int64_t total = o.limit > 0 ? std::min(o.limit, manifest.total) : manifest.total;
-  data::LoaderOptions lo;
-  lo.dir = o.data;
-  lo.batch = DividingBatch(o.limit > 0 ? total : manifest.total, o.batch);
-  lo.workers = o.workers;
-  lo.image_size = static_cast<int>(o.image_size);
-  lo.channels = static_cast<int>(o.channels);
-  lo.fit = o.fit;
-  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(lo, {0, 0, o.seed}));
+  ASSIGN_OR_RETURN(EvalImages images, OpenEvalImages(o.data, o.image_size, o.channels, o.fit, o.limit, o.batch,
+                                                    o.seed, o.workers));
   ReconstructionResult r;
   double psnr_sum = 0, ssim_sum = 0;
   torch::NoGradGuard no_grad;
-  for (int64_t done = 0; done + lo.batch <= total; done += lo.batch) {
-    ASSIGN_OR_RETURN(data::Batch batch, loader->Next());
+  for (int64_t done = 0; done + images.batch <= images.total; done += images.batch) {
+    ASSIGN_OR_RETURN(data::Batch batch, images.loader->Next());
     const torch::Tensor fake = reconstruct(batch.pixels).to(torch::kCPU);
     if (fake.sizes() != batch.pixels.sizes()) {
       return absl::InternalError("the reconstructions have shape " + c10::str(fake.sizes()) + ", the images " +

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/status.h"
+#include "data/loader.h"
 
 namespace loom::eval {
 
@@ -31,6 +32,20 @@ struct ReconstructionResult {
 
 // The largest batch of at most `most` images that divides `total` (every batch full).
 int64_t DividingBatch(int64_t total, int64_t most);
+
+// The held-out images an evaluation reads: the first `limit` (0 = all) of the dataset at
+// `dir`, in the order of `seed`, as a model of that image size, channels and fit sees
+// them, `batch` at a time (at most `most`, dividing `total`: every batch full).
+struct EvalImages {
+  std::unique_ptr<data::Loader> loader;
+  std::vector<std::string> label_names;
+  bool has_labels = false;
+  int64_t total = 0;
+  int64_t batch = 0;
+};
+absl::StatusOr<EvalImages> OpenEvalImages(const std::string& dir, int64_t image_size, int64_t channels,
+                                          const std::string& fit, int64_t limit, int64_t most, uint64_t seed,
+                                          int workers);
 
 // Reconstructions of images [B, C, H, W] in [-1, 1].
 using Reconstructor = std::function<torch::Tensor(const torch::Tensor& images)>;

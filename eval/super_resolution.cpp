@@ -56,24 +56,16 @@ absl::StatusOr<SuperResolutionResult> EvaluateSuperResolution(const Upsampler& u
                                       std::to_string(o.image_size));
   }
   if (judge != nullptr) RETURN_IF_ERROR(CheckJudgeFits(*judge, o.image_size, o.channels, o.fit));
-  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(o.data));
-  const int64_t total = o.limit > 0 ? std::min(o.limit, manifest.total) : manifest.total;
-  data::LoaderOptions lo;
-  lo.dir = o.data;
-  lo.batch = DividingBatch(total, o.batch);
-  lo.workers = o.workers;
-  lo.image_size = static_cast<int>(o.image_size);
-  lo.channels = static_cast<int>(o.channels);
-  lo.fit = o.fit;
-  ASSIGN_OR_RETURN(auto loader, data::Loader::Create(lo, {0, 0, o.seed}));
+  ASSIGN_OR_RETURN(EvalImages images, OpenEvalImages(o.data, o.image_size, o.channels, o.fit, o.limit, o.batch,
+                                                    o.seed, o.workers));
   SuperResolutionResult r;
   r.samples = o.samples;
   Sums sample, mean, bicubic;
   double consistency = 0, consistency_bicubic = 0;
   std::vector<torch::Tensor> features, bicubic_features;
   torch::NoGradGuard no_grad;
-  for (int64_t done = 0, index = 0; done + lo.batch <= total; done += lo.batch, ++index) {
-    ASSIGN_OR_RETURN(data::Batch batch, loader->Next());
+  for (int64_t done = 0, index = 0; done + images.batch <= images.total; done += images.batch, ++index) {
+    ASSIGN_OR_RETURN(data::Batch batch, images.loader->Next());
     const torch::Tensor& real = batch.pixels;                      // [B, C, S, S]
     const torch::Tensor low = data::Downsample(real, o.low_res);   // [B, C, s, s]
     const torch::Tensor cubic = data::UpsampleBicubic(low, o.image_size);

@@ -30,6 +30,25 @@ void TextEncoderOptions::Describe(config::Fields<TextEncoderOptions>& f) {
   f.Check([](const O& o) { return HeadsDivideWidth(o.width, o.heads); });
 }
 
+void ClipOptions::Describe(config::Fields<ClipOptions>& f) {
+  using O = ClipOptions;
+  f.Add("patch", &O::patch, "image patch side in pixels").Rule(config::Between(1, 64));
+  f.Add("width", &O::width, "image tower token width").Rule(config::Between(8, 16384));
+  f.Add("depth", &O::depth, "image tower Transformer blocks").Rule(config::Between(1, 256));
+  f.Add("heads", &O::heads, "image tower attention heads").Rule(config::Between(1, 256));
+  f.Add("embed_dim", &O::embed_dim, "width of the joint image-text embedding").Rule(config::Between(2, 16384));
+  f.Add("text", &O::text, "the text tower (pooled at the last real token, then projected)");
+  f.Check([](const O& o) { return HeadsDivideWidth(o.width, o.heads); });
+}
+
+void PriorOptions::Describe(config::Fields<PriorOptions>& f) {
+  using O = PriorOptions;
+  f.Add("width", &O::width, "token width").Rule(config::Between(8, 16384));
+  f.Add("depth", &O::depth, "causal Transformer blocks").Rule(config::Between(1, 256));
+  f.Add("heads", &O::heads, "attention heads").Rule(config::Between(1, 256));
+  f.Check([](const O& o) { return HeadsDivideWidth(o.width, o.heads); });
+}
+
 void DiTOptions::Describe(config::Fields<DiTOptions>& f) {
   using O = DiTOptions;
   f.Add("size", &O::size, "a registered size such as S/4; empty: patch/width/depth/heads below");

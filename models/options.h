@@ -30,6 +30,29 @@ struct DiTOptions {
   static void Describe(config::Fields<DiTOptions>& f);
 };
 
+// CLIP's two towers (models/clip.h): a ViT over image patches and a Transformer over
+// caption tokens, projected into one embedding space.
+struct ClipOptions {
+  int patch = 4;        // image patch side in pixels
+  int width = 128;      // image tower token width
+  int depth = 4;        // image tower blocks
+  int heads = 4;
+  int embed_dim = 128;  // the joint embedding
+  TextEncoderOptions text{.width = 128, .depth = 4, .heads = 4, .vocab = 1024};
+
+  static void Describe(config::Fields<ClipOptions>& f);
+};
+
+// DALL-E 2's diffusion prior (models/prior.h): a causal Transformer over the caption's
+// tokens, its CLIP embedding, the timestep and the noised image embedding.
+struct PriorOptions {
+  int width = 256;
+  int depth = 6;
+  int heads = 4;
+
+  static void Describe(config::Fields<PriorOptions>& f);
+};
+
 // The KL autoencoder (models/vae.h), after latent diffusion's ddconfig.
 struct VaeOptions {
   int ch = 64;                       // channels of the first level

@@ -1,6 +1,7 @@
 // What a trained stage can do at inference, as `loom sample`, `loom eval` and
 // `loom data encode` ask for it: make images from text, encode and decode images,
-// encode captions, or compute the outputs a cache stores. A stage offers each through Stage::As...(); the
+// encode captions, embed images and captions in one space, or compute the outputs a
+// cache stores. A stage offers each through Stage::As...(); the
 // commands need no stage kind by name.
 #pragma once
 
@@ -88,6 +89,41 @@ class TextEncoding {
   virtual int64_t max_tokens() const = 0;   // L
   // For B captions: features [B, L, D] float32 and mask [B, L] bool (true = real token).
   virtual std::pair<torch::Tensor, torch::Tensor> EncodeText(const std::vector<std::string>& captions) = 0;
+};
+
+// Images and captions embedded in one space (a CLIP model), each embedding L2-normalised.
+class JointEmbedding {
+ public:
+  virtual ~JointEmbedding() = default;
+  virtual ImageSpec image_spec() const = 0;  // the images it embeds
+  virtual int64_t embed_dim() const = 0;
+  // [B, D] of images [B, C, H, W] in [-1, 1], on the CPU.
+  virtual torch::Tensor EmbedImages(const torch::Tensor& images) = 0;
+  // [B, D] of B captions, on the CPU.
+  virtual torch::Tensor EmbedTexts(const std::vector<std::string>& captions) = 0;
+  // The learned inverse temperature: logits are scale x cosine.
+  virtual double logit_scale() const = 0;
+};
+
+// How a diffusion prior samples.
+struct PriorSampleOptions {
+  double cfg = 1.0;    // guidance scale against the null caption; 1 = none
+  int steps = 64;      // sampling steps
+  int candidates = 2;  // embeddings drawn per caption; the one closest to the caption's text embedding is kept
+  uint64_t seed = 0;   // row i's noise comes from (seed, i)
+};
+
+// CLIP image embeddings from captions (DALL-E 2's prior), in the space of the CLIP model
+// it was trained on.
+class EmbeddingPrior {
+ public:
+  virtual ~EmbeddingPrior() = default;
+  virtual int64_t embed_dim() const = 0;
+  // L2-normalised image embeddings [B, D] for B captions, on the CPU.
+  virtual torch::Tensor PredictImageEmbeddings(const std::vector<std::string>& captions,
+                                               const PriorSampleOptions& options) = 0;
+  // The CLIP model whose embeddings it predicts (its text tower reads the captions).
+  virtual JointEmbedding* clip() = 0;
 };
 
 // One dataset a cache adds to each sample (float32).

@@ -3,8 +3,10 @@
 #include "stages/registry.h"
 
 #include "stages/bert_stage.h"
+#include "stages/clip_stage.h"
 #include "stages/dit_stage.h"
 #include "stages/ldm_stage.h"
+#include "stages/prior_stage.h"
 #include "stages/vae_stage.h"
 
 namespace loom::stages {
@@ -28,6 +30,14 @@ const std::vector<StageKind>& StageKinds() {
          return d;
        },
        MakeLdmStage},
+      {config::KindOf<ClipStageOptions>("clip", "CLIP: image and text towers under a contrastive loss over the global batch"),
+       [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeClipStage},
+      {config::KindOf<PriorStageOptions>("prior", "DALL-E 2's diffusion prior: CLIP text to CLIP image embeddings"),
+       [](const config::Tagged& t) {
+         const PriorStageOptions& o = *t.As<PriorStageOptions>();
+         return o.clip.empty() ? std::vector<Dependency>{} : std::vector<Dependency>{{"clip", o.clip, "clip"}};
+       },
+       MakePriorStage},
       {config::KindOf<BertStageOptions>("bert", "pretrained BERT-family text encoder, frozen (made by loom import text-encoder)"),
        [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeBertStage},
   };

@@ -25,6 +25,10 @@
 #include "stages/capabilities.h"
 #include "train/optim.h"      // OptimOptions
 
+namespace loom::dist {
+class ProcessGroup;
+}
+
 namespace loom::stages {
 
 // One optimizer's share of a stage: a submodule with its own AdamW, schedule, clipping
@@ -56,6 +60,10 @@ struct StepContext {
   int64_t step = 0;    // counted from 0
   int trainable = 0;   // whose loss is asked for (index into Trainables())
   bool bf16 = false;   // autocast the forward
+  // The job's ranks, for a loss that compares this rank's samples with every rank's
+  // (dist/gather.h); null in a single process. The strategy averages gradients over
+  // ranks: a stage never reduces them itself.
+  dist::ProcessGroup* group = nullptr;
 };
 
 struct LossResult {
@@ -125,6 +133,8 @@ class Stage : public torch::nn::Module {
   virtual Autoencoder* AsAutoencoder() { return nullptr; }
   virtual TextEncoding* AsTextEncoding() { return nullptr; }
   virtual CacheProducer* AsCacheProducer() { return nullptr; }
+  virtual JointEmbedding* AsJointEmbedding() { return nullptr; }
+  virtual EmbeddingPrior* AsEmbeddingPrior() { return nullptr; }
 };
 
 }  // namespace loom::stages

@@ -117,7 +117,8 @@ absl::StatusOr<Loop::Figures> Loop::Step(int64_t step) {
     for (int k : active) {
       FreezeAllBut(runs_, k);
       runs_[k].strategy->SetSync(micro == o_.train.grad_accum - 1);
-      stages::LossResult r = stage_.Loss(batch, {static_cast<uint64_t>(o_.run.seed), step, k, o_.train.precision == "bf16"});
+      stages::LossResult r = stage_.Loss(
+          batch, {static_cast<uint64_t>(o_.run.seed), step, k, o_.train.precision == "bf16", p_.group});
       torch::Tensor loss = r.loss / o_.train.grad_accum;
       if (k == active.front() && InjectNan(step + 1, rank_)) loss = loss * std::numeric_limits<double>::quiet_NaN();
       loss.backward();

@@ -39,9 +39,10 @@ class Attention(nn.Module):
         qh = self.q(x).view(B, N, H, Dh).transpose(1, 2)  # [B, H, N, Dh]
         kh = self.k(src).view(B, L, H, Dh).transpose(1, 2)  # [B, H, L, Dh]
         vh = self.v(src).view(B, L, H, Dh).transpose(1, 2)  # [B, H, L, Dh]
-        # A bool mask: true = attend. Padded keys get no weight; a query row always has at
-        # least the start token, so no row is fully masked.
-        attn_mask = None if mask is None else mask.view(B, 1, 1, L)
+        # A bool mask: true = attend, per key [B, L] or per query and key [B, N, L]. Padded
+        # keys get no weight; a query row always has at least the start token, so no row
+        # is fully masked.
+        attn_mask = None if mask is None else (mask.view(B, 1, N, L) if mask.dim() == 3 else mask.view(B, 1, 1, L))
         out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask)  # [B, H, N, Dh]
         return self.proj(out.transpose(1, 2).reshape(B, N, H * Dh))  # [B, N, D]
 

@@ -25,7 +25,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     kh = kh * torch::rsqrt(kh.pow(2).mean(-1, true) + 1e-6);
   }
   std::optional<torch::Tensor> attn_mask;
-  if (mask.defined()) attn_mask = mask.view({B, 1, 1, L});  // true: attend
+  if (mask.defined()) {  // true: attend; per key [B, L], or per query and key [B, N, L]
+    attn_mask = mask.dim() == 3 ? mask.view({B, 1, N, L}) : mask.view({B, 1, 1, L});
+  }
   torch::Tensor out = torch::scaled_dot_product_attention(qh, kh, vh, attn_mask);  // [B, H, N, Dh]
   return proj->forward(out.transpose(1, 2).reshape({B, N, H * Dh}));              // [B, N, D]
 }

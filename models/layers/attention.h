@@ -19,7 +19,8 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const AttentionOptions& options);
   // x: [B, N, D]; context: [B, L, Dc] or undefined (self-attention); mask: [B, L] bool,
-  // true where a context token is real. Returns [B, N, D].
+  // true where a context token is real, or [B, N, L], true where query n may attend to
+  // key l (a causal mask). Returns [B, N, D].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {},
                         const torch::Tensor& mask = {});
 

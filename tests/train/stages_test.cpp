@@ -8,7 +8,10 @@
 // as a three-part pipeline; an Imagen cascade (an 8x8 base and two super-resolution
 // stages, one trained on crops) trains stage by stage, agrees at 1 and 2 ranks, chains
 // into one export that samples from a prompt, and its super-resolution stage is
-// evaluated against bicubic; every misuse is one clear line.
+// evaluated against bicubic; CLIP, whose loss gathers features over ranks, trains the
+// same at 1 and 2 ranks and under zero3, and its export classifies zero-shot; a
+// diffusion prior trains on the embeddings its export caches and is evaluated, and
+// refuses a cache of another CLIP; every misuse is one clear line.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -29,6 +32,8 @@ const std::string kPython = LOOM_PYTHON;
 const std::string kVae = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-vae.yaml";
 const std::string kDit = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.yaml";
 const std::string kLdm = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-ldm.yaml";
+const std::string kClip = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-clip.yaml";
+const std::string kPrior = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-prior.yaml";
 
 std::vector<nlohmann::json> Rows(const std::string& metrics) {
   std::vector<nlohmann::json> rows;
@@ -381,6 +386,104 @@ TEST_F(StagesTest, AnImagenCascadeTrainsStageByStageAndSamplesFromAPrompt) {
         "does not upsample");
   fails(Train(kLdm, 1, "x", common + "data.image_size=16 stage.low_res=5"), "must divide data.image_size 16");
   EXPECT_FALSE(fs::exists(Run("x")));
+}
+
+TEST_F(StagesTest, ClipTrainsAlikeAtOneAndTwoRanksAndClassifiesZeroShot) {
+  ASSERT_EQ(Train(kClip, 1, "clip1", "").code, 0);
+  const std::vector<double> one = Losses(Run("clip1"));
+  ASSERT_EQ(one.size(), 20u);
+  EXPECT_LT(one.back(), one.front());
+  // The loss scores each rank's pairs against the whole global batch: the world size and
+  // the strategy change nothing.
+  for (const char* strategy : {"ddp", "zero3"}) {
+    const testing::Result r = Train(kClip, 2, std::string("clip-") + strategy, std::string("dist.strategy=") + strategy);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::vector<double> two = Losses(Run(std::string("clip-") + strategy));
+    ASSERT_EQ(two.size(), one.size()) << strategy;
+    for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(two[i], one[i], 1e-4 * std::abs(one[i])) << strategy << " " << i;
+  }
+  const nlohmann::json last = Rows(Run("clip1") + "/metrics.jsonl").back();
+  EXPECT_TRUE(last.contains("acc") && last.contains("scale")) << last;
+  EXPECT_LE(last["scale"].get<double>(), 100.0);
+
+  const std::string clip = dir_.str() + "/exports/clip";
+  ASSERT_EQ(testing::Run(kLoom + " export " + Run("clip1") + " --out " + clip).code, 0);
+  const testing::Result z =
+      testing::Run(kLoom + " eval zero-shot --model " + clip + " --data " + Data() + "/test --limit 64");
+  ASSERT_EQ(z.code, 0) << z.err;
+  const nlohmann::json report = nlohmann::json::parse(testing::LastLine(z.out + z.err), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << z.out << z.err;
+  EXPECT_EQ(report["images"], 64);
+  EXPECT_EQ(report["templates"].size(), 4u);
+  EXPECT_EQ(report["per_class"].size(), 10u);
+  EXPECT_GE(report["accuracy"].get<double>(), 0.0);
+  EXPECT_LE(report["accuracy"].get<double>(), 1.0);
+  EXPECT_GE(report["recall_at_5"].get<double>(), report["recall_at_1"].get<double>());
+  EXPECT_GT(report["captions"].get<int>(), 5);
+
+  // Misuse: a template without a class, a model that embeds nothing, one that makes no images.
+  testing::Result bad = testing::Run(kLoom + " eval zero-shot --model " + clip + " --data " + Data() +
+                                     "/test --template 'a photo'");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("names no class"), std::string::npos) << bad.err;
+  bad = testing::Run(kLoom + " eval prompts --model " + clip + " --judge " + dir_.str() + " --per-class 1");
+  EXPECT_NE(bad.code, 0);
+  bad = Train(kClip, 1, "clip-bad", "stage.model.patch=5");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("does not divide data.image_size"), std::string::npos) << bad.err;
+}
+
+TEST_F(StagesTest, APriorTrainsOnTheEmbeddingsOfItsClipAndRefusesAnotherClipsCache) {
+  const auto clip_export = [&](const std::string& name, int seed) {
+    const testing::Result t = Train(kClip, 1, name, "train.steps=10 run.seed=" + std::to_string(seed));
+    EXPECT_EQ(t.code, 0) << t.err;
+    const std::string out = dir_.str() + "/exports/" + name;
+    EXPECT_EQ(testing::Run(kLoom + " export " + Run(name) + " --out " + out).code, 0);
+    return out;
+  };
+  const std::string clip = clip_export("clip-a", 1), other = clip_export("clip-b", 2);
+  const std::string cache = dir_.str() + "/fm-clip";
+  const testing::Result e =
+      testing::Run(kLoom + " data encode --data " + Data() + "/train --with " + clip + " --out " + cache);
+  ASSERT_EQ(e.code, 0) << e.err;
+  // Train on the cache (the flags of Train() point data.train at the raw shards: override).
+  const auto prior = [&](int np, const std::string& name, const std::string& with) {
+    return Train(kPrior, np, name, "data.train=" + cache + " stage.clip=" + with);
+  };
+  ASSERT_EQ(prior(1, "prior1", clip).code, 0);
+  const std::vector<double> one = Losses(Run("prior1"));
+  ASSERT_EQ(one.size(), 20u);
+  EXPECT_LT(one.back(), one.front());
+  const testing::Result two = prior(2, "prior2", clip);
+  ASSERT_EQ(two.code, 0) << two.err;
+  const std::vector<double> losses = Losses(Run("prior2"));
+  ASSERT_EQ(losses.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(losses[i], one[i], 1e-4 * std::abs(one[i])) << i;
+
+  const std::string exported = dir_.str() + "/exports/prior";
+  ASSERT_EQ(testing::Run(kLoom + " export " + Run("prior1") + " --out " + exported).code, 0);
+  const testing::Result ev = testing::Run(kLoom + " eval prior --model " + exported + " --data " + Data() +
+                                          "/test --limit 32 --steps 4");
+  ASSERT_EQ(ev.code, 0) << ev.err;
+  const nlohmann::json report = nlohmann::json::parse(testing::LastLine(ev.out + ev.err), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << ev.out << ev.err;
+  EXPECT_EQ(report["images"], 32);
+  for (const char* key : {"cos_text_image", "cos_predicted_image", "cos_predicted_unrelated", "cos_same_class_images"}) {
+    EXPECT_GE(report[key].get<double>(), -1.0) << key;
+    EXPECT_LE(report[key].get<double>(), 1.0) << key;
+  }
+  EXPECT_GE(report["zero_shot_predicted"].get<double>(), 0.0);
+
+  // A cache of another CLIP, a prior without its CLIP, a CLIP given to eval prior.
+  testing::Result bad = prior(1, "prior-other", other);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("stage.clip"), std::string::npos) << bad.err;
+  bad = Train(kPrior, 1, "prior-none", "data.train=" + cache + " 'stage.clip=\"\"'");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("stage.clip is empty"), std::string::npos) << bad.err;
+  bad = testing::Run(kLoom + " eval prior --model " + clip + " --data " + Data() + "/test");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("not a diffusion prior"), std::string::npos) << bad.err;
 }
 
 TEST_F(StagesTest, MisusedExportsCachesAndDependenciesAreOneClearLine) {
