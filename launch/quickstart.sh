@@ -6,7 +6,7 @@
 #
 #   launch/quickstart.sh          the main job above
 #   launch/quickstart.sh NAME     a shortened run of reference pipeline NAME
-#                                 (launch/reference.sh: dit, latent-dit, sd, imagen; sd took 35
+#                                 (launch/reference.sh: dit, latent-dit, sd, imagen, dalle2; sd took 35
 #                                 minutes here, its VAE included, imagen 12 when its last stage
 #                                 trained on crops, about 3 more on whole images), ending in
 #                                 its sample grid runs/quickstart-NAME/samples.png
@@ -19,15 +19,15 @@ if [[ $# -gt 0 ]]; then
   RUNS="runs/quickstart-$NAME"
   result=$(QUICK=1 RUNS="$RUNS" launch/reference.sh "$NAME" | tail -1)
   echo "$result"
-  if [[ $NAME == imagen ]]; then
-    # The cascade from prompts: four samples of each class (its last stage's previews
-    # show inputs, outputs and real images instead).
+  if [[ $NAME == imagen || $NAME == dalle2 ]]; then
+    # The pipeline from prompts: four samples of each class (its last stage's previews
+    # show inputs beside outputs instead).
     prompts=()
     for c in "a t-shirt" "trousers" "a pullover" "a dress" "a coat" "a sandal" "a shirt" "a sneaker" "a bag" \
              "an ankle boot"; do
       prompts+=(--prompt "a photo of $c")
     done
-    build/loom sample --model "$RUNS/exports/imagen" "${prompts[@]}" --n 4 --out "$RUNS/samples.png" >/dev/null
+    build/loom sample --model "$RUNS/exports/$NAME" "${prompts[@]}" --n 4 --out "$RUNS/samples.png" >/dev/null
   else
     # The last preview of the pipeline's final stage: samples of all ten classes.
     run=$(ls -td "$RUNS"/*/ | grep -v exports | head -1)

@@ -3,7 +3,7 @@
 # ranks, in order, makes the data it needs if missing, exports the pipeline, and prints as
 # its last line one JSON object: {"export": DIR, "stages": {stage: export}, "seconds": N}.
 #
-#   launch/reference.sh NAME        dit | latent-dit | sd | imagen
+#   launch/reference.sh NAME        dit | latent-dit | sd | imagen | dalle2
 #
 # Every stage resumes from its checkpoints and a finished one is skipped, so running it
 # again after an interruption carries on. Environment:
@@ -17,9 +17,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 NAME="${1:-}"
-NAMES="dit, latent-dit, sd, imagen"
+NAMES="dit, latent-dit, sd, imagen, dalle2"
 case "$NAME" in
-  dit|latent-dit|sd|imagen) ;;
+  dit|latent-dit|sd|imagen|dalle2) ;;
   -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
   *) echo "error: launch/reference.sh: '${NAME}' is not a reference pipeline; one of: ${NAMES}" >&2; exit 2 ;;
 esac
@@ -176,6 +176,34 @@ case "$NAME" in
       --stage "$EXPORTS/imagen-sr32" --out "$EXPORTS/imagen" --steps 50,25,25 --cfg 4,1,1 >&2
     out="$EXPORTS/imagen"
     stages="{\"text_encoder\": \"$minilm\", \"base\": \"$EXPORTS/imagen/base\", \"sr16\": \"$EXPORTS/imagen/sr1\", \"sr32\": \"$EXPORTS/imagen/sr2\"}"
+    ;;
+  dalle2)
+    fashion
+    clip_quick=() prior_quick=() decoder_quick=()
+    if [[ -n ${QUICK:-} ]]; then
+      clip_quick=(train.steps=300 train.sample_every=150 train.eval_every=150 train.checkpoint_every=150)
+      prior_quick=(train.steps=200 train.sample_every=100 train.eval_every=0 train.checkpoint_every=100)
+      decoder_quick=(train.steps=400 train.sample_every=200 train.checkpoint_every=200)
+    fi
+    # CLIP, then its embeddings and per-token text features of every sample, made again
+    # when the CLIP export changed.
+    train configs/fashion/dalle2/clip.yaml dalle2-clip "${clip_quick[@]}"
+    export_run dalle2-clip "$EXPORTS/dalle2-clip"
+    cache="$CACHES/fashion-clip/train"
+    if [[ $(producer_hash "$cache" clip_image) != "$(export_hash "$EXPORTS/dalle2-clip")" ]]; then
+      log "encoding $DATASETS/fashion/train with $EXPORTS/dalle2-clip into $cache"
+      rm -rf "$cache"
+      $LOOM data encode --data "$DATASETS/fashion/train" --with "$EXPORTS/dalle2-clip" --out "$cache" >&2
+    fi
+    train configs/fashion/dalle2/prior.yaml dalle2-prior stage.clip="$EXPORTS/dalle2-clip" data.train="$cache" \
+      "${prior_quick[@]}"
+    export_run dalle2-prior "$EXPORTS/dalle2-prior"
+    # The decoder names the prior, so its export is the pipeline clip -> prior -> decoder.
+    train configs/fashion/dalle2/decoder.yaml dalle2-decoder stage.clip="$EXPORTS/dalle2-clip" \
+      stage.prior="$EXPORTS/dalle2-prior" data.train="$cache" "${decoder_quick[@]}"
+    export_run dalle2-decoder "$EXPORTS/dalle2"
+    out="$EXPORTS/dalle2"
+    stages="{\"clip\": \"$EXPORTS/dalle2/clip\", \"prior\": \"$EXPORTS/dalle2/prior\", \"unclip\": \"$EXPORTS/dalle2/unclip\"}"
     ;;
 esac
 

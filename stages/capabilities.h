@@ -105,6 +105,16 @@ class JointEmbedding {
   virtual double logit_scale() const = 0;
 };
 
+// New images like given ones (DALL-E 2's variations), made from each one's CLIP image
+// embedding.
+class ImageVariation {
+ public:
+  virtual ~ImageVariation() = default;
+  virtual ImageSpec image_spec() const = 0;
+  // [B, C, S, S] in [-1, 1] from images [B, C, S, S] in [-1, 1] fitted to image_spec().
+  virtual absl::StatusOr<torch::Tensor> Vary(const torch::Tensor& images, const GenerateOptions& options) = 0;
+};
+
 // How a diffusion prior samples.
 struct PriorSampleOptions {
   double cfg = 1.0;    // guidance scale against the null caption; 1 = none

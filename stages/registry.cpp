@@ -7,6 +7,7 @@
 #include "stages/dit_stage.h"
 #include "stages/ldm_stage.h"
 #include "stages/prior_stage.h"
+#include "stages/unclip_stage.h"
 #include "stages/vae_stage.h"
 
 namespace loom::stages {
@@ -38,6 +39,15 @@ const std::vector<StageKind>& StageKinds() {
          return o.clip.empty() ? std::vector<Dependency>{} : std::vector<Dependency>{{"clip", o.clip, "clip"}};
        },
        MakePriorStage},
+      {config::KindOf<UnclipStageOptions>("unclip", "DALL-E 2's decoder: pixels from a CLIP image embedding and the caption"),
+       [](const config::Tagged& t) {
+         const UnclipStageOptions& o = *t.As<UnclipStageOptions>();
+         std::vector<Dependency> d;
+         if (!o.clip.empty()) d.push_back({"clip", o.clip, "clip"});
+         if (!o.prior.empty()) d.push_back({"prior", o.prior, "prior"});
+         return d;
+       },
+       MakeUnclipStage},
       {config::KindOf<BertStageOptions>("bert", "pretrained BERT-family text encoder, frozen (made by loom import text-encoder)"),
        [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeBertStage},
   };

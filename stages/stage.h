@@ -135,6 +135,7 @@ class Stage : public torch::nn::Module {
   virtual CacheProducer* AsCacheProducer() { return nullptr; }
   virtual JointEmbedding* AsJointEmbedding() { return nullptr; }
   virtual EmbeddingPrior* AsEmbeddingPrior() { return nullptr; }
+  virtual ImageVariation* AsImageVariation() { return nullptr; }
 };
 
 }  // namespace loom::stages

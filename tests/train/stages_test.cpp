@@ -11,7 +11,9 @@
 // evaluated against bicubic; CLIP, whose loss gathers features over ranks, trains the
 // same at 1 and 2 ranks and under zero3, and its export classifies zero-shot; a
 // diffusion prior trains on the embeddings its export caches and is evaluated, and
-// refuses a cache of another CLIP; every misuse is one clear line.
+// refuses a cache of another CLIP; an unCLIP decoder trains on the same cache and exports
+// with the prior as the text-to-image pipeline, which samples from a prompt and makes
+// variations of an image; every misuse is one clear line.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -34,6 +36,7 @@ const std::string kDit = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.yaml";
 const std::string kLdm = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-ldm.yaml";
 const std::string kClip = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-clip.yaml";
 const std::string kPrior = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-prior.yaml";
+const std::string kUnclip = std::string(LOOM_SOURCE_DIR) + "/configs/tiny-unclip.yaml";
 
 std::vector<nlohmann::json> Rows(const std::string& metrics) {
   std::vector<nlohmann::json> rows;
@@ -433,7 +436,7 @@ TEST_F(StagesTest, ClipTrainsAlikeAtOneAndTwoRanksAndClassifiesZeroShot) {
   EXPECT_NE(bad.err.find("does not divide data.image_size"), std::string::npos) << bad.err;
 }
 
-TEST_F(StagesTest, APriorTrainsOnTheEmbeddingsOfItsClipAndRefusesAnotherClipsCache) {
+TEST_F(StagesTest, DalleTwoStagesTrainOnTheirClipsCacheAndChainIntoOnePipeline) {
   const auto clip_export = [&](const std::string& name, int seed) {
     const testing::Result t = Train(kClip, 1, name, "train.steps=10 run.seed=" + std::to_string(seed));
     EXPECT_EQ(t.code, 0) << t.err;
@@ -484,6 +487,54 @@ TEST_F(StagesTest, APriorTrainsOnTheEmbeddingsOfItsClipAndRefusesAnotherClipsCac
   bad = testing::Run(kLoom + " eval prior --model " + clip + " --data " + Data() + "/test");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("not a diffusion prior"), std::string::npos) << bad.err;
+
+  // The decoder, alike at 1 and 2 ranks; with the prior its export is the whole pipeline.
+  const auto decoder = [&](int np, const std::string& name, const std::string& extra) {
+    return Train(kUnclip, np, name, "data.train=" + cache + " stage.clip=" + clip + " " + extra);
+  };
+  ASSERT_EQ(decoder(1, "unclip1", "stage.prior=" + exported).code, 0);
+  const testing::Result d2 = decoder(2, "unclip2", "stage.prior=" + exported);
+  ASSERT_EQ(d2.code, 0) << d2.err;
+  const std::vector<double> d_one = Losses(Run("unclip1")), d_two = Losses(Run("unclip2"));
+  ASSERT_EQ(d_one.size(), 20u);
+  ASSERT_EQ(d_two.size(), d_one.size());
+  for (size_t i = 0; i < d_one.size(); ++i) EXPECT_NEAR(d_two[i], d_one[i], 1e-4 * std::abs(d_one[i])) << i;
+  const std::string dalle2 = dir_.str() + "/exports/dalle2";
+  ASSERT_EQ(testing::Run(kLoom + " export " + Run("unclip1") + " --out " + dalle2).code, 0);
+  const nlohmann::json info = nlohmann::json::parse(testing::ReadAll(dalle2 + "/config.json"));
+  EXPECT_EQ(info["kind"], "pipeline");
+  EXPECT_EQ(info["output"], "unclip");
+  EXPECT_EQ(info["parts"].size(), 3u);
+  const std::string png = dir_.str() + "/bag.png";
+  EXPECT_FALSE(Sample(dalle2, png).empty());
+  const testing::Result v = testing::Run(kLoom + " sample --model " + dalle2 + " --image " + png +
+                                         " --n 2 --steps 4 --out " + dir_.str() + "/variations.png");
+  ASSERT_EQ(v.code, 0) << v.err;
+  EXPECT_TRUE(fs::exists(dir_.str() + "/variations.png"));
+
+  // A prior of another CLIP, a variation image that is not an image, variations of a model
+  // that makes none, images from text without a prior.
+  ASSERT_EQ(testing::Run(kLoom + " data encode --data " + Data() + "/train --with " + other + " --out " +
+                         dir_.str() + "/fm-clip-b").code, 0);
+  ASSERT_EQ(Train(kPrior, 1, "prior-b", "data.train=" + dir_.str() + "/fm-clip-b stage.clip=" + other).code, 0);
+  ASSERT_EQ(testing::Run(kLoom + " export " + Run("prior-b") + " --out " + dir_.str() + "/exports/prior-b").code, 0);
+  bad = decoder(1, "unclip-bad", "stage.prior=" + dir_.str() + "/exports/prior-b");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("another CLIP model"), std::string::npos) << bad.err;
+  const std::string not_image = dir_.str() + "/not-an-image.png";
+  std::ofstream(not_image) << "text";
+  bad = testing::Run(kLoom + " sample --model " + dalle2 + " --image " + not_image + " --out " + dir_.str() + "/x.png");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("--image " + not_image), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(dir_.str() + "/x.png"));
+  bad = testing::Run(kLoom + " sample --model " + clip + " --image " + png + " --out " + dir_.str() + "/x.png");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("does not make variations"), std::string::npos) << bad.err;
+  ASSERT_EQ(decoder(1, "unclip-alone", "").code, 0);
+  bad = testing::Run(kLoom + " sample --model " + Run("unclip-alone") + " --prompt 'a bag' --out " + dir_.str() +
+                     "/x.png");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("does not make images from text"), std::string::npos) << bad.err;
 }
 
 TEST_F(StagesTest, MisusedExportsCachesAndDependenciesAreOneClearLine) {
