@@ -15,13 +15,6 @@
 #include "stages/registry.h"
 
 namespace loom::stages {
-namespace {
-
-torch::Tensor Normalized(const torch::Tensor& x) {
-  return torch::nn::functional::normalize(x.to(torch::kFloat32), torch::nn::functional::NormalizeFuncOptions().dim(-1));
-}
-
-}  // namespace
 
 void ClipEvalOptions::Describe(config::Fields<ClipEvalOptions>& f) {
   using O = ClipEvalOptions;
@@ -33,6 +26,10 @@ void ClipStageOptions::Describe(config::Fields<ClipStageOptions>& f) {
   using O = ClipStageOptions;
   f.Add("model", &O::model, "the image tower (a ViT) and the text tower");
   f.Add("eval", &O::eval, "zero-shot evaluation on data.test every train.eval_every steps");
+}
+
+torch::Tensor NormalizedEmbedding(const torch::Tensor& x) {
+  return torch::nn::functional::normalize(x.to(torch::kFloat32), torch::nn::functional::NormalizeFuncOptions().dim(-1));
 }
 
 torch::Tensor CaptionKeys(const torch::Tensor& tokens, const torch::Tensor& mask) {
@@ -120,7 +117,7 @@ LossResult ClipStage::Loss(const data::Batch& batch, const StepContext& ctx) {
     image = model->image->forward(batch.pixels.to(device));
     text = model->text->forward(batch.tokens.to(device), batch.mask.to(device));
   }
-  const ContrastiveLoss r = ClipLoss(Normalized(image), Normalized(text), CaptionKeys(batch.tokens, batch.mask),
+  const ContrastiveLoss r = ClipLoss(NormalizedEmbedding(image), NormalizedEmbedding(text), CaptionKeys(batch.tokens, batch.mask),
                                      model->logit_scale, ctx.group);
   const torch::Tensor scale = model->logit_scale.detach().clamp_max(models::ClipMaxLogitScale()).exp();
   return {r.loss, {{"acc", r.accuracy}, {"scale", scale}}};
@@ -136,7 +133,7 @@ void ClipStage::AfterStep(int64_t) {
 torch::Tensor ClipStage::EmbedImages(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   const auto device = model->logit_scale.device();
-  return Normalized(model->image->forward(images.to(device))).to(torch::kCPU);
+  return NormalizedEmbedding(model->image->forward(images.to(device))).to(torch::kCPU);
 }
 
 torch::Tensor ClipStage::EmbedTexts(const std::vector<std::string>& captions) {
@@ -144,7 +141,7 @@ torch::Tensor ClipStage::EmbedTexts(const std::vector<std::string>& captions) {
   const auto device = model->logit_scale.device();
   torch::Tensor mask;
   const torch::Tensor tokens = TokenizePrompts(*tokenizer_, captions, config.max_tokens, &mask);
-  return Normalized(model->text->forward(tokens.to(device), mask.to(device))).to(torch::kCPU);
+  return NormalizedEmbedding(model->text->forward(tokens.to(device), mask.to(device))).to(torch::kCPU);
 }
 
 std::pair<torch::Tensor, torch::Tensor> ClipStage::EncodeText(const std::vector<std::string>& captions) {
@@ -170,7 +167,7 @@ std::map<std::string, torch::Tensor> ClipStage::EncodeBatch(const data::Batch& b
   const auto [features, embedding] = model->text->Encode(tokens.to(device), mask.to(device));
   const auto cpu = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kFloat32).contiguous(); };
   return {{"clip_image", cpu(EmbedImages(batch.pixels))},
-          {"clip_text", cpu(Normalized(embedding))},
+          {"clip_text", cpu(NormalizedEmbedding(embedding))},
           {"text", cpu(features)},
           {"text_mask", cpu(mask)}};
 }

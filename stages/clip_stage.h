@@ -42,6 +42,10 @@ struct ClipStageOptions {
   static void Describe(config::Fields<ClipStageOptions>& f);
 };
 
+// Embeddings [..., D] in float32, L2-normalised along the last axis: the space every
+// CLIP face, the prior and the decoder work in.
+torch::Tensor NormalizedEmbedding(const torch::Tensor& x);
+
 // A key per caption row: equal keys, equal real tokens. int64 [B] of tokens [B, L] and
 // mask [B, L].
 torch::Tensor CaptionKeys(const torch::Tensor& tokens, const torch::Tensor& mask);

@@ -8,18 +8,11 @@
 #include "eval/image_grid.h"
 #include "eval/prior_eval.h"
 #include "stages/autocast.h"
+#include "stages/clip_stage.h"  // NormalizedEmbedding
 #include "stages/denoising.h"  // DrawTraining, DropsCaption, SamplingNoise, DescribeDiffusion
 #include "stages/registry.h"
 
 namespace loom::stages {
-namespace {
-
-torch::Tensor Normalized(const torch::Tensor& x) {
-  return torch::nn::functional::normalize(x.to(torch::kFloat32), torch::nn::functional::NormalizeFuncOptions().dim(-1));
-}
-
-}  // namespace
-
 void PriorStageOptions::Describe(config::Fields<PriorStageOptions>& f) {
   using O = PriorStageOptions;
   f.Add("model", &O::model, "the causal Transformer");
@@ -55,7 +48,7 @@ DataNeeds PriorStage::Needs() const {
 LossResult PriorStage::Loss(const data::Batch& batch, const StepContext& ctx) {
   const auto device = net->query.device();
   const double root_d = std::sqrt(static_cast<double>(config.embed_dim));
-  const torch::Tensor x0 = Normalized(batch.caches.at("clip_image")) * root_d;
+  const torch::Tensor x0 = NormalizedEmbedding(batch.caches.at("clip_image")) * root_d;
   const TrainingDraws d = DrawTraining(x0, 0.0, batch.ids, ctx.seed, ctx.step, diffusion.timesteps());
   const int64_t B = x0.size(0);
   torch::Tensor dropped = torch::zeros({B}, torch::kBool);
@@ -96,8 +89,8 @@ torch::Tensor PriorStage::Sample(const torch::Tensor& text_embed, const torch::T
   const diffusion::Denoiser model = o.cfg == 1.0 ? cond : diffusion::Guided(cond, uncond, o.cfg);
   const torch::Tensor noise = SamplingNoise(B * K, D, 1, o.seed).view({B * K, D});
   const torch::Tensor x = diffusion.Sample(model, noise.to(device), {.steps = o.steps, .clip_x0 = false});
-  const torch::Tensor candidates = Normalized(x).view({B, K, D});
-  const torch::Tensor score = (candidates * Normalized(text_embed.to(device)).unsqueeze(1)).sum(-1);  // [B, K]
+  const torch::Tensor candidates = NormalizedEmbedding(x).view({B, K, D});
+  const torch::Tensor score = (candidates * NormalizedEmbedding(text_embed.to(device)).unsqueeze(1)).sum(-1);  // [B, K]
   const torch::Tensor best = score.argmax(1);
   return candidates.index({torch::arange(B, best.options()), best}).to(torch::kCPU);
 }
@@ -127,7 +120,7 @@ absl::Status PriorStage::Preview(const PreviewData& data, const std::string& png
   const torch::Tensor predicted =
       Sample(pick("clip_text"), pick("text"), pick("text_mask") > 0.5,
              {options.sample_cfg, options.sample_steps, options.candidates, data.seed});
-  const torch::Tensor cosine = torch::matmul(predicted, Normalized(pick("clip_image")).t());  // [n, n]
+  const torch::Tensor cosine = torch::matmul(predicted, NormalizedEmbedding(pick("clip_image")).t());  // [n, n]
   // Stretched from [lowest, highest] to black..white: the embeddings of one CLIP model
   // have mostly positive cosines.
   const torch::Tensor lo = cosine.min(), hi = cosine.max();

@@ -6,14 +6,11 @@
 #include "core/rng.h"
 #include "eval/image_grid.h"
 #include "stages/autocast.h"
+#include "stages/clip_stage.h"  // NormalizedEmbedding
 #include "stages/registry.h"
 
 namespace loom::stages {
 namespace {
-
-torch::Tensor Normalized(const torch::Tensor& x) {
-  return torch::nn::functional::normalize(x.to(torch::kFloat32), torch::nn::functional::NormalizeFuncOptions().dim(-1));
-}
 
 // Whether sample `id` trains at `step` without its image embedding (coin `salt`).
 bool Drops(uint64_t seed, uint64_t salt, int64_t step, uint64_t id, double share) {
@@ -74,7 +71,7 @@ DataNeeds UnclipStage::Needs() const {
 LossResult UnclipStage::Loss(const data::Batch& batch, const StepContext& ctx) {
   const TrainingDraws d = DrawTraining(batch.pixels, 0.0, batch.ids, ctx.seed, ctx.step, diffusion.timesteps());
   const int64_t B = d.x0.size(0);
-  torch::Tensor embed = Normalized(batch.caches.at("clip_image")).clone();
+  torch::Tensor embed = NormalizedEmbedding(batch.caches.at("clip_image")).clone();
   torch::Tensor context = batch.caches.at("text").clone();
   torch::Tensor mask = batch.caches.at("text_mask") > 0.5;
   const torch::Tensor ids = batch.ids.to(torch::kCPU, torch::kLong).contiguous();
@@ -104,7 +101,7 @@ torch::Tensor UnclipStage::Decode(const torch::Tensor& image_embed, const torch:
   torch::NoGradGuard no_grad;
   const torch::Device dev = device();
   const int64_t B = image_embed.size(0);
-  const torch::Tensor embed = Normalized(image_embed).to(dev), ctx = context.to(dev), m = mask.to(dev, torch::kBool);
+  const torch::Tensor embed = NormalizedEmbedding(image_embed).to(dev), ctx = context.to(dev), m = mask.to(dev, torch::kBool);
   const diffusion::Denoiser cond = [&](const torch::Tensor& x, const torch::Tensor& t) {
     return unet->forward(x, t, ctx, m, embed, {});
   };
