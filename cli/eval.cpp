@@ -14,12 +14,14 @@
 #include "core/args.h"
 #include "core/log.h"
 #include "core/status.h"
+#include "data/manifest.h"
 #include "dist/placement.h"
 #include "dist/runtime.h"
 #include "eval/judge.h"
 #include "eval/prompt_eval.h"
 #include "eval/prior_eval.h"
 #include "eval/reconstruction.h"
+#include "eval/video_eval.h"
 #include "eval/zero_shot.h"
 #include "pipeline/model.h"
 
@@ -144,14 +146,17 @@ absl::Status RunReconstruction(const std::string& name, const std::vector<std::s
   std::string model_dir, weights = "ema";
   eval::ReconstructionEvalOptions o;
   int64_t seed = 0;
-  ArgParser args(name, "Encodes and decodes the images of a dataset (as the loader gives them to the model)\n"
-                       "with an autoencoder and reports PSNR and SSIM of the reconstructions as 8-bit\n"
-                       "images, averaged over the images. Last line: JSON with psnr and ssim.");
-  args.Flag("model", &model_dir, "an autoencoder: a vae run, checkpoint or export").Required();
+  ArgParser args(name, "Encodes and decodes the images (or clips) of a dataset, as the loader gives them to\n"
+                       "the model, with an autoencoder and reports PSNR and SSIM of the reconstructions\n"
+                       "as 8-bit images, averaged over the images. On clips, the figures are per frame,\n"
+                       "with the first frame apart and flicker (mean change between consecutive frames)\n"
+                       "beside the real clips'; an image VAE given clips reconstructs each frame alone.\n"
+                       "Last line: JSON with psnr and ssim.");
+  args.Flag("model", &model_dir, "an autoencoder: a vae or video_vae run, checkpoint or export").Required();
   args.Flag("data", &o.data, "dataset directory (a test split, e.g. datasets/fashion/test)").Required();
   args.Flag("weights", &weights, "ema or raw (runs and checkpoints)");
-  args.Flag("limit", &o.limit, "images to evaluate; 0 = all");
-  args.Flag("batch", &o.batch, "images at once (at most)");
+  args.Flag("limit", &o.limit, "images (clips) to evaluate; 0 = all");
+  args.Flag("batch", &o.batch, "images (clips) at once (at most)");
   args.Flag("seed", &seed, "which images, when --limit is set");
   ASSIGN_OR_RETURN(bool run, args.Parse(argv));
   if (!run) return absl::OkStatus();
@@ -160,25 +165,139 @@ absl::Status RunReconstruction(const std::string& name, const std::vector<std::s
   o.seed = static_cast<uint64_t>(seed);
   ASSIGN_OR_RETURN(pipeline::LoadedModel model, pipeline::LoadModel(model_dir, weights));
   stages::Autoencoder* ae = model.stage->AsAutoencoder();
-  if (ae == nullptr) {
+  stages::VideoAutoencoder* video = model.stage->AsVideoAutoencoder();
+  if (ae == nullptr && video == nullptr) {
     return absl::InvalidArgumentError(model_dir + " is a '" + model.kind +
-                                      "' model, not an autoencoder; pass a vae run or export");
+                                      "' model, not an autoencoder; pass a vae or video_vae run or export");
   }
-  const stages::ImageSpec spec = ae->image_spec();
+  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(o.data));
+  const bool clips = manifest.spec.modality == data::Modality::kVideo;
+  const stages::ImageSpec spec = video != nullptr ? video->image_spec() : ae->image_spec();
   o.image_size = spec.size;
   o.channels = spec.channels;
   o.fit = spec.fit;
-  const auto reconstruct = [&](const torch::Tensor& images) {
-    const torch::Tensor moments = ae->Encode(images);  // [B, 2c, h, w]
-    return ae->Decode(moments.narrow(1, 0, moments.size(1) / 2));
-  };
-  ASSIGN_OR_RETURN(eval::ReconstructionResult r, eval::EvaluateReconstruction(reconstruct, o));
-  log::Info() << "reconstruction of " << r.images << " images of " << o.data << " by " << model.source << " (step "
-              << model.step << "): PSNR " << r.psnr << " dB, SSIM " << r.ssim << "; " << static_cast<int64_t>(r.seconds)
-              << " s";
   nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind}, {"step", model.step},
                                 {"weights", model.weights}, {"data", o.data}};
-  const nlohmann::ordered_json result = r.ToJson();  // named: items() refers to it
+  nlohmann::ordered_json result;
+  if (clips) {
+    if (video != nullptr) RETURN_IF_ERROR(video->CheckFrames(manifest.spec.frames));
+    if (o.batch == eval::ReconstructionEvalOptions{}.batch) o.batch = 16;  // clips are larger
+    const eval::ClipReconstructor reconstruct = [&](const torch::Tensor& x) -> torch::Tensor {
+      if (video != nullptr) {
+        const torch::Tensor moments = video->EncodeClips(x);  // [B, 2z, t, h, w]
+        return video->DecodeClips(moments.narrow(1, 0, moments.size(1) / 2));
+      }
+      // An image autoencoder: every frame on its own.
+      const torch::Tensor frames = x.flatten(0, 1);  // [B*T, C, H, W]
+      const torch::Tensor moments = ae->Encode(frames);
+      return ae->Decode(moments.narrow(1, 0, moments.size(1) / 2)).to(torch::kCPU).view(x.sizes());
+    };
+    ASSIGN_OR_RETURN(eval::ClipReconstructionResult r, eval::EvaluateClipReconstruction(reconstruct, o));
+    log::Info() << "reconstruction of " << r.clips << " clips of " << r.frames << " frames of " << o.data << " by "
+                << model.source << " (step " << model.step << "): PSNR " << r.psnr << " dB per frame (first "
+                << r.first_psnr << ", later " << r.later_psnr << "), SSIM " << r.ssim << "; flicker " << r.flicker
+                << " (real " << r.flicker_real << "); " << static_cast<int64_t>(r.seconds) << " s";
+    result = r.ToJson();
+  } else {
+    if (ae == nullptr) {
+      // A video VAE on images: each image a one-frame clip.
+      const eval::Reconstructor reconstruct = [&](const torch::Tensor& images) {
+        const torch::Tensor moments = video->EncodeClips(images.unsqueeze(1));
+        return video->DecodeClips(moments.narrow(1, 0, moments.size(1) / 2)).squeeze(1);
+      };
+      ASSIGN_OR_RETURN(eval::ReconstructionResult r, eval::EvaluateReconstruction(reconstruct, o));
+      result = r.ToJson();
+    } else {
+      const eval::Reconstructor reconstruct = [&](const torch::Tensor& images) {
+        const torch::Tensor moments = ae->Encode(images);  // [B, 2c, h, w]
+        return ae->Decode(moments.narrow(1, 0, moments.size(1) / 2));
+      };
+      ASSIGN_OR_RETURN(eval::ReconstructionResult r, eval::EvaluateReconstruction(reconstruct, o));
+      result = r.ToJson();
+    }
+    log::Info() << "reconstruction of " << result["images"] << " images of " << o.data << " by " << model.source
+                << " (step " << model.step << "): PSNR " << result["psnr"] << " dB, SSIM " << result["ssim"];
+  }
+  for (const auto& item : result.items()) out[item.key()] = item.value();
+  log::Info() << out.dump();
+  return absl::OkStatus();
+}
+
+absl::Status RunVideo(const std::string& name, const std::vector<std::string>& argv) {
+  std::string model_dir, judge_dir, weights = "ema";
+  eval::VideoEvalOptions o;
+  int64_t seed = 0;
+  SamplingFlags sampling;
+  ArgParser args(name, "Samples --per-prompt clips for every class the judge knows, every direction (left,\n"
+                       "right, up, down) and every template, and reports the judge's per-frame class accuracy,\n"
+                       "the clips' majority-vote accuracy, how often the judged class changes between frames,\n"
+                       "and direction accuracy, read from the track of each clip's intensity-weighted centroid\n"
+                       "(chance 0.25). With --real, the same reader and judge first run on real clips: the\n"
+                       "ceilings. Last line: JSON with class_accuracy and direction_accuracy.");
+  args.Flag("model", &model_dir, "a text-to-video model: a video_dit run, checkpoint, export or pipeline").Required();
+  args.Flag("judge", &judge_dir, "judge directory made by 'loom eval classifier'").Required();
+  args.Flag("weights", &weights, "ema or raw (runs and checkpoints)");
+  args.Flag("per-prompt", &o.per_prompt, "clips per template, class and direction");
+  args.Flag("frames", &o.frames, "frames per clip (default: as trained)");
+  sampling.Add(args);
+  args.Flag("seed", &seed, "noise seed");
+  args.Flag("batch", &o.batch, "clips sampled at once");
+  args.Flag("template", &o.templates,
+            "prompt template, repeatable; {class}, {a_class} (with a/an) and {direction} (default: two training "
+            "wordings and two unseen ones)");
+  args.Flag("real", &o.real, "a video test split (e.g. datasets/moving-fashion/test) to validate the reader and judge on");
+  args.Flag("real-limit", &o.real_limit, "clips of --real");
+  ASSIGN_OR_RETURN(bool run, args.Parse(argv));
+  if (!run) return absl::OkStatus();
+  for (const std::string& t : o.templates) {
+    if (t.find("{direction}") == std::string::npos) {
+      return absl::InvalidArgumentError("--template '" + t + "' has no {direction}: a clip's prompt names its direction");
+    }
+  }
+  RETURN_IF_ERROR(SingleProcess(name));
+  dist::PlaceProcess(dist::Runtime::Info());
+  o.seed = static_cast<uint64_t>(seed);
+  ASSIGN_OR_RETURN(eval::Judge judge, eval::Judge::Load(judge_dir));
+  ASSIGN_OR_RETURN(pipeline::LoadedModel model, pipeline::LoadModel(model_dir, weights));
+  stages::TextToVideo* video = model.stage->AsTextToVideo();
+  if (video == nullptr) {
+    return absl::InvalidArgumentError(model_dir + " is a '" + model.kind + "' model, which does not make clips from "
+                                      "text; pass a video_dit run, export or pipeline");
+  }
+  stages::GenerateOptions generate;
+  generate.steps = 30;
+  RETURN_IF_ERROR(sampling.Apply(name, model, &generate));
+  if (o.frames == 0) o.frames = video->frames();
+  RETURN_IF_ERROR(video->CheckFrames(o.frames));
+  o.steps = generate.steps;
+  o.cfg = generate.cfg;
+  const stages::ImageSpec spec = video->image_spec();
+  RETURN_IF_ERROR(eval::CheckJudgeFits(judge, spec.size, spec.channels, spec.fit));
+  log::Info() << "judging " << model.source << " (step " << model.step << ", " << model.weights << " weights), clips of "
+              << o.frames << " frames";
+  const auto sample = [&](const std::vector<std::string>& prompts, uint64_t chunk_seed) {
+    stages::GenerateOptions g = generate;
+    g.seed = chunk_seed;
+    return video->GenerateClips(prompts, g, o.frames);
+  };
+  ASSIGN_OR_RETURN(eval::VideoEvalResult r, eval::EvaluateVideo(sample, judge, o));
+  if (!o.real.empty()) {
+    log::Info() << "real clips (" << r.real_clips << "): direction read right " << r.real_direction_accuracy
+                << ", frames judged right " << r.real_class_accuracy << ", votes " << r.real_vote_accuracy;
+  }
+  for (const auto& t : r.templates) {
+    char line[256];
+    std::snprintf(line, sizeof(line), "  %-44s class %.3f  vote %.3f  direction %.3f", ("\"" + t.templ + "\"").c_str(),
+                  t.class_accuracy, t.vote_accuracy, t.direction_accuracy);
+    log::Info() << line;
+  }
+  log::Info() << "class accuracy " << r.class_accuracy << " per frame (vote " << r.vote_accuracy << ", flips "
+              << r.class_flips << "), direction accuracy " << r.direction_accuracy << " over " << r.clips
+              << " clips; " << static_cast<int64_t>(r.seconds) << " s";
+  nlohmann::ordered_json out = {{"model", model.source}, {"kind", model.kind},   {"step", model.step},
+                                {"weights", model.weights}, {"steps", o.steps}, {"cfg", o.cfg},
+                                {"per_prompt", o.per_prompt}};
+  const nlohmann::ordered_json result = r.ToJson();
   for (const auto& item : result.items()) out[item.key()] = item.value();
   log::Info() << out.dump();
   return absl::OkStatus();
@@ -273,10 +392,10 @@ absl::Status RunPrior(const std::string& name, const std::vector<std::string>& a
     return absl::InvalidArgumentError(model_dir + " is a '" + model.kind +
                                       "' model, not a diffusion prior; pass a prior run or export");
   }
-  const nlohmann::json described = model.stage->Describe();
-  sampling.cfg = cfg >= 0 ? cfg : described.value("sample_cfg", 1.0);
-  sampling.steps = steps > 0 ? static_cast<int>(steps) : described.value("sample_steps", 64);
-  sampling.candidates = candidates > 0 ? static_cast<int>(candidates) : described.value("candidates", 2);
+  const stages::PriorSampleOptions defaults = prior->default_sampling();
+  sampling.cfg = cfg >= 0 ? cfg : defaults.cfg;
+  sampling.steps = steps > 0 ? static_cast<int>(steps) : defaults.steps;
+  sampling.candidates = candidates > 0 ? static_cast<int>(candidates) : defaults.candidates;
   sampling.seed = static_cast<uint64_t>(seed);
   o.seed = static_cast<uint64_t>(seed);
   stages::JointEmbedding* clip = prior->clip();
@@ -311,6 +430,7 @@ std::vector<Command> EvalCommands() {
       {"eval classifier", "train the judge classifier; reports its test accuracy", RunClassifier},
       {"eval prompts", "prompt accuracy and Frechet distance of a model's samples", RunPrompts},
       {"eval reconstruction", "PSNR and SSIM of an autoencoder's reconstructions", RunReconstruction},
+      {"eval video", "class and direction accuracy of a text-to-video model's clips, by the judge", RunVideo},
       {"eval zero-shot", "zero-shot accuracy and caption retrieval of a CLIP model", RunZeroShot},
       {"eval prior", "cosines and zero-shot accuracy of a diffusion prior's predicted embeddings", RunPrior},
   };

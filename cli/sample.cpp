@@ -3,6 +3,7 @@
 // a cascade (a base stage and super-resolution stages). The same seed gives the same
 // images. With --image instead of --prompt, a model that makes variations (DALL-E 2's
 // decoder) makes new images from the CLIP image embedding of each given image.
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
@@ -12,6 +13,7 @@
 #include "core/status.h"
 #include "data/ingest/image_ops.h"
 #include "data/pixels.h"
+#include "eval/gif.h"
 #include "eval/image_grid.h"
 #include "pipeline/model.h"
 
@@ -49,10 +51,41 @@ absl::StatusOr<torch::Tensor> ReadImage(const std::string& path, const stages::I
   return data::ModelPixels(raw.data(), 1, s, static_cast<int>(spec.size), spec.fit, {});
 }
 
+// Clips of a video model: n per prompt, as a PNG strip (one row per clip) and an animated
+// GIF of them all side by side, one written at `out` and the other beside it.
+absl::Status SampleClips(stages::TextToVideo& video, const pipeline::LoadedModel& model,
+                         const std::vector<std::string>& prompts, int64_t n, int64_t frames,
+                         const stages::GenerateOptions& options, const std::string& out) {
+  if (frames == 0) frames = video.frames();
+  RETURN_IF_ERROR(video.CheckFrames(frames));
+  const std::filesystem::path path(out);
+  if (path.extension() != ".gif" && path.extension() != ".png") {
+    return absl::InvalidArgumentError("--out " + out + ": a video model writes a .gif (with a .png strip beside it) "
+                                      "or a .png (with a .gif beside it)");
+  }
+  std::vector<std::string> rows;  // each prompt n times
+  for (const std::string& p : prompts) rows.insert(rows.end(), n, p);
+  ASSIGN_OR_RETURN(const torch::Tensor clips, video.GenerateClips(rows, options, frames));  // [B, T, C, H, W]
+  const std::string png = std::filesystem::path(out).replace_extension(".png").string();
+  const std::string gif = std::filesystem::path(out).replace_extension(".gif").string();
+  RETURN_IF_ERROR(eval::WriteStrip(png, clips, 2));
+  RETURN_IF_ERROR(eval::WriteGif(gif, eval::TileClips(clips, static_cast<int>(n)), 12, 3));
+  log::Info() << "wrote " << gif << " and " << png << ": " << n << " clip(s) of " << frames << " frames of '"
+              << prompts[0] << "'"
+              << (prompts.size() > 1 ? " and " + std::to_string(prompts.size() - 1) + " more prompt(s)" : "")
+              << " from " << model.source;
+  const nlohmann::json prompt = prompts.size() == 1 ? nlohmann::json(prompts[0]) : nlohmann::json(prompts);
+  log::Info() << nlohmann::json({{"gif", gif}, {"png", png}, {"prompt", prompt}, {"n", n}, {"frames", frames},
+                                 {"steps", options.steps}, {"cfg", options.cfg}, {"seed", options.seed},
+                                 {"model", model.source}, {"kind", model.kind}})
+                     .dump();
+  return absl::OkStatus();
+}
+
 absl::Status RunSample(const std::string& name, const std::vector<std::string>& argv) {
   std::string model_dir, out;
   std::vector<std::string> prompts, images;
-  int64_t n = 4, seed = 0;
+  int64_t n = 4, seed = 0, frames = 0;
   SamplingFlags sampling;
   ArgParser args(name, "Generates images for a prompt from a run made by 'loom train' (the moving average\n"
                        "of its newest checkpoint), a checkpoint directory, an export, a pipeline or a cascade;\n"
@@ -63,6 +96,7 @@ absl::Status RunSample(const std::string& name, const std::vector<std::string>& 
                               "row per image, the image first");
   args.Flag("out", &out, "PNG file to write (a row of the n images; with several prompts, n rows)").Required();
   args.Flag("n", &n, "images (per prompt)");
+  args.Flag("frames", &frames, "a video model: frames per clip (default: as trained)");
   sampling.Add(args);
   args.Flag("seed", &seed, "noise seed; the same seed gives the same images");
   ASSIGN_OR_RETURN(bool run, args.Parse(argv));
@@ -108,6 +142,13 @@ absl::Status RunSample(const std::string& name, const std::vector<std::string>& 
                                    {"kind", model.kind}})
                        .dump();
     return absl::OkStatus();
+  }
+  if (stages::TextToVideo* video = model.stage->AsTextToVideo(); video != nullptr) {
+    return SampleClips(*video, model, prompts, n, frames, options, out);
+  }
+  if (frames != 0) {
+    return absl::InvalidArgumentError(name + ": --frames is for video models; " + model_dir + " is a '" + model.kind +
+                                      "' model");
   }
   stages::TextToImage* generator = model.stage->AsTextToImage();
   if (generator == nullptr) {

@@ -5,15 +5,6 @@
 
 namespace loom::diffusion {
 
-Denoiser Guided(Denoiser cond, Denoiser uncond, double scale) {
-  return [cond = std::move(cond), uncond = std::move(uncond), scale](const torch::Tensor& x,
-                                                                      const torch::Tensor& t) {
-    const torch::Tensor c = cond(x, t);
-    const torch::Tensor u = uncond(x, t);
-    return u + scale * (c - u);
-  };
-}
-
 absl::StatusOr<torch::Tensor> AlphasCumprod(const std::string& schedule, int timesteps) {
   if (timesteps < 2) return absl::InvalidArgumentError("diffusion needs at least 2 timesteps");
   const auto f64 = torch::TensorOptions(torch::kFloat64);
@@ -61,6 +52,10 @@ torch::Tensor GaussianDiffusion::At(const torch::Tensor& values, const torch::Te
   return values.index_select(0, t.to(torch::kCPU, torch::kLong))
       .to(x.device(), torch::kFloat32)
       .view(shape);
+}
+
+torch::Tensor GaussianDiffusion::DrawTime(at::Generator& gen, int64_t /*tokens*/) const {
+  return torch::randint(0, timesteps_, {1}, gen, torch::kLong)[0];
 }
 
 torch::Tensor GaussianDiffusion::q_sample(const torch::Tensor& x0, const torch::Tensor& t,

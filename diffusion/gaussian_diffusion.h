@@ -16,32 +16,17 @@
 #include "absl/status/statusor.h"
 #include "core/status.h"
 #include "diffusion/options.h"
+#include "diffusion/process.h"  // Denoiser, Guided, SampleOptions
 
 namespace loom::diffusion {
-
-// The network as diffusion sees it: f(x_t, t) -> its prediction (eps, v or x0), with
-// whatever conditioning the caller bound into it. t: int64 [B] in [0, timesteps).
-using Denoiser = std::function<torch::Tensor(const torch::Tensor& x_t, const torch::Tensor& t)>;
-
-// Classifier-free guidance: uncond + scale * (cond - uncond) on the prediction.
-Denoiser Guided(Denoiser cond, Denoiser uncond, double scale);
 
 // abar_t (cumulative product of 1 - beta) for t = 0..T-1, float64.
 absl::StatusOr<torch::Tensor> AlphasCumprod(const std::string& schedule, int timesteps);
 
-struct SampleOptions {
-  int steps = 50;          // denoising steps (any number up to timesteps)
-  double eta = 0.0;        // 0: DDIM (deterministic); 1: DDPM (ancestral)
-  bool clip_x0 = true;     // clamp predicted x0 to [-1, 1] (static thresholding)
-  // Dynamic thresholding (Imagen) in place of the static clip when in (0, 1): per sample,
-  // s = max(1, the p-quantile of |x0|), then x0 is clamped to [-s, s] and divided by s.
-  double dynamic_threshold = 0;
-};
-
 // x0 [B, ...] under dynamic thresholding at percentile p (SampleOptions).
 torch::Tensor DynamicThreshold(const torch::Tensor& x0, double p);
 
-class GaussianDiffusion {
+class GaussianDiffusion : public Process {
  public:
   // Fails on an unknown schedule or prediction (the config validates these first).
   static absl::StatusOr<GaussianDiffusion> Create(const DiffusionOptions& options);
@@ -60,7 +45,7 @@ class GaussianDiffusion {
   torch::Tensor LossWeight(const torch::Tensor& t) const;
   // Per-sample weighted mean squared error [B] (float32).
   torch::Tensor training_losses(const Denoiser& model, const torch::Tensor& x0,
-                                const torch::Tensor& t, const torch::Tensor& noise) const;
+                                const torch::Tensor& t, const torch::Tensor& noise) const override;
 
   // x0 and eps implied by a prediction at (x_t, t).
   void Interpret(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& prediction,
@@ -68,7 +53,12 @@ class GaussianDiffusion {
 
   // Generates from pure noise `noise` (shape [B, ...]); DDIM with eta = 0, DDPM with 1.
   torch::Tensor Sample(const Denoiser& model, const torch::Tensor& noise,
-                       const SampleOptions& options, torch::Generator* generator = nullptr) const;
+                       const SampleOptions& options, torch::Generator* generator = nullptr) const override;
+
+  std::string name() const override { return "gaussian"; }
+  torch::ScalarType time_dtype() const override { return torch::kLong; }
+  // Uniform over [0, timesteps); `tokens` does not matter.
+  torch::Tensor DrawTime(at::Generator& gen, int64_t tokens) const override;
 
  private:
   GaussianDiffusion(DiffusionOptions options, torch::Tensor abar);

@@ -101,4 +101,74 @@ absl::StatusOr<ReconstructionResult> EvaluateReconstruction(const Reconstructor&
   return r;
 }
 
+nlohmann::ordered_json ClipReconstructionResult::ToJson() const {
+  return {{"psnr", psnr},
+          {"ssim", ssim},
+          {"first_psnr", first_psnr},
+          {"first_ssim", first_ssim},
+          {"later_psnr", later_psnr},
+          {"later_ssim", later_ssim},
+          {"psnr_per_frame", psnr_per_frame},
+          {"flicker", flicker},
+          {"flicker_real", flicker_real},
+          {"clips", clips},
+          {"frames", frames},
+          {"seconds", seconds}};
+}
+
+absl::StatusOr<ClipReconstructionResult> EvaluateClipReconstruction(const ClipReconstructor& reconstruct,
+                                                                    const ReconstructionEvalOptions& o) {
+  const auto started = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(EvalImages clips, OpenEvalImages(o.data, o.image_size, o.channels, o.fit, o.limit, o.batch,
+                                                   o.seed, o.workers));
+  ClipReconstructionResult r;
+  torch::Tensor psnr_sum, ssim_sum;  // [T] float64
+  double flicker_sum = 0, flicker_real_sum = 0;
+  torch::NoGradGuard no_grad;
+  for (int64_t done = 0; done + clips.batch <= clips.total; done += clips.batch) {
+    ASSIGN_OR_RETURN(data::Batch batch, clips.loader->Next());
+    const torch::Tensor& real = batch.pixels;
+    if (real.dim() != 5) {
+      return absl::InvalidArgumentError(o.data + " holds images, not clips; evaluate an image autoencoder on it");
+    }
+    const torch::Tensor fake = reconstruct(real).to(torch::kCPU);
+    if (fake.sizes() != real.sizes()) {
+      return absl::InternalError("the reconstructions have shape " + c10::str(fake.sizes()) + ", the clips " +
+                                 c10::str(real.sizes()));
+    }
+    const int64_t B = real.size(0), T = real.size(1);
+    const auto frames = [&](const torch::Tensor& x) { return x.reshape({B * T, x.size(2), x.size(3), x.size(4)}); };
+    // An exact frame has infinite PSNR; count it at 100 dB, far above any real one.
+    const torch::Tensor p = Psnr(frames(real), frames(fake)).clamp_max(100.0).view({B, T}).sum(0);  // [T]
+    const torch::Tensor s = Ssim(frames(real), frames(fake)).view({B, T}).sum(0);
+    psnr_sum = psnr_sum.defined() ? psnr_sum + p : p;
+    ssim_sum = ssim_sum.defined() ? ssim_sum + s : s;
+    if (T > 1) {
+      const auto flicker = [&](const torch::Tensor& x) {
+        const torch::Tensor e = EightBit(x);
+        return (e.narrow(1, 1, T - 1) - e.narrow(1, 0, T - 1)).abs().flatten(1).mean(1).sum().item<double>();
+      };
+      flicker_sum += flicker(fake);
+      flicker_real_sum += flicker(real);
+    }
+    r.clips += B;
+    r.frames = T;
+  }
+  if (r.clips == 0) return absl::InvalidArgumentError(o.data + " has no clips to evaluate");
+  const double n = static_cast<double>(r.clips), T = static_cast<double>(r.frames);
+  for (int64_t t = 0; t < r.frames; ++t) r.psnr_per_frame.push_back(psnr_sum[t].item<double>() / n);
+  r.psnr = psnr_sum.sum().item<double>() / (n * T);
+  r.ssim = ssim_sum.sum().item<double>() / (n * T);
+  r.first_psnr = psnr_sum[0].item<double>() / n;
+  r.first_ssim = ssim_sum[0].item<double>() / n;
+  if (r.frames > 1) {
+    r.later_psnr = psnr_sum.narrow(0, 1, r.frames - 1).sum().item<double>() / (n * (T - 1));
+    r.later_ssim = ssim_sum.narrow(0, 1, r.frames - 1).sum().item<double>() / (n * (T - 1));
+    r.flicker = flicker_sum / n;
+    r.flicker_real = flicker_real_sum / n;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return r;
+}
+
 }  // namespace loom::eval

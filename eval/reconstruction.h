@@ -1,6 +1,7 @@
-// How well an autoencoder reconstructs held-out images: PSNR and SSIM of the images as
-// 8-bit pictures (pixel values in [0, 1] after rounding to 256 levels), each averaged
-// over the images. SSIM is Wang et al.'s: an 11x11 Gaussian window of sigma 1.5 over
+// How well an autoencoder reconstructs held-out images or clips: PSNR and SSIM of the
+// images (or of every frame) as 8-bit pictures (pixel values in [0, 1] after rounding to
+// 256 levels), each averaged over the images (frames); for clips also the first frame
+// apart and flicker. SSIM is Wang et al.'s: an 11x11 Gaussian window of sigma 1.5 over
 // the valid region, C1 = 0.01^2, C2 = 0.03^2, per channel.
 #pragma once
 
@@ -9,6 +10,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/status.h"
@@ -64,5 +66,27 @@ struct ReconstructionEvalOptions {
 // Runs `reconstruct` over the dataset as the loader gives it and averages the figures.
 absl::StatusOr<ReconstructionResult> EvaluateReconstruction(const Reconstructor& reconstruct,
                                                             const ReconstructionEvalOptions& options);
+
+// Clips: the same figures per frame, and how much the reconstruction changes between
+// consecutive frames beside how much the real clip does.
+struct ClipReconstructionResult {
+  double psnr = 0, ssim = 0;              // over every frame of every clip
+  double first_psnr = 0, first_ssim = 0;  // frame 0 of each clip
+  double later_psnr = 0, later_ssim = 0;  // frames 1 .. T-1
+  std::vector<double> psnr_per_frame;     // by frame index
+  // Mean |frame t+1 - frame t| over pixels (values in [0, 1]) of the reconstructions and
+  // of the real clips: a reconstruction that flickers exceeds the real motion.
+  double flicker = 0, flicker_real = 0;
+  int64_t clips = 0, frames = 0;
+  double seconds = 0;
+  nlohmann::ordered_json ToJson() const;
+};
+
+// Reconstructions of clips [B, T, C, H, W] in [-1, 1].
+using ClipReconstructor = std::function<torch::Tensor(const torch::Tensor& clips)>;
+
+// Runs `reconstruct` over the clips of a video dataset (options.limit: clips).
+absl::StatusOr<ClipReconstructionResult> EvaluateClipReconstruction(const ClipReconstructor& reconstruct,
+                                                                    const ReconstructionEvalOptions& options);
 
 }  // namespace loom::eval

@@ -6,7 +6,7 @@
 #
 #   launch/quickstart.sh          the main job above
 #   launch/quickstart.sh NAME     a shortened run of reference pipeline NAME
-#                                 (launch/reference.sh: dit, latent-dit, sd, imagen, dalle2; sd took 35
+#                                 (launch/reference.sh: dit, latent-dit, sd, imagen, dalle2, video; sd took 35
 #                                 minutes here, its VAE included, imagen 12 when its last stage
 #                                 trained on crops, about 3 more on whole images), ending in
 #                                 its sample grid runs/quickstart-NAME/samples.png
@@ -19,6 +19,14 @@ if [[ $# -gt 0 ]]; then
   RUNS="runs/quickstart-$NAME"
   result=$(QUICK=1 RUNS="$RUNS" launch/reference.sh "$NAME" | tail -1)
   echo "$result"
+  if [[ $NAME == video ]]; then
+    # Clips of every direction: a GIF, and a PNG strip of their frames beside it.
+    prompts=()
+    for d in left right up down; do prompts+=(--prompt "a sneaker moving $d" --prompt "a pair of trousers moving $d"); done
+    build/loom sample --model "$RUNS/exports/video" "${prompts[@]}" --n 1 --steps 30 --out "$RUNS/samples.gif" >/dev/null
+    echo "quickstart video: clips of two garments in four directions in $RUNS/samples.gif (frames in $RUNS/samples.png)"
+    exit 0
+  fi
   if [[ $NAME == imagen || $NAME == dalle2 ]]; then
     # The pipeline from prompts: four samples of each class (its last stage's previews
     # show inputs beside outputs instead).

@@ -3,7 +3,7 @@
 # ranks, in order, makes the data it needs if missing, exports the pipeline, and prints as
 # its last line one JSON object: {"export": DIR, "stages": {stage: export}, "seconds": N}.
 #
-#   launch/reference.sh NAME        dit | latent-dit | sd | imagen | dalle2
+#   launch/reference.sh NAME        dit | latent-dit | sd | imagen | dalle2 | video
 #
 # Every stage resumes from its checkpoints and a finished one is skipped, so running it
 # again after an interruption carries on. Environment:
@@ -17,9 +17,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 NAME="${1:-}"
-NAMES="dit, latent-dit, sd, imagen, dalle2"
+NAMES="dit, latent-dit, sd, imagen, dalle2, video"
 case "$NAME" in
-  dit|latent-dit|sd|imagen|dalle2) ;;
+  dit|latent-dit|sd|imagen|dalle2|video) ;;
   -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
   *) echo "error: launch/reference.sh: '${NAME}' is not a reference pipeline; one of: ${NAMES}" >&2; exit 2 ;;
 esac
@@ -75,6 +75,20 @@ vae_latents() {
     log "encoding $DATASETS/fashion/train with $EXPORTS/vae into $latents"
     rm -rf "$latents"
     $LOOM data encode --data "$DATASETS/fashion/train" --with "$EXPORTS/vae" --out "$latents" >&2
+  fi
+}
+
+# Moving Fashion-MNIST clips (17 frames on a 32x32 canvas) and their caption tokenizer.
+moving_fashion() {
+  local clips="$DATASETS/moving-fashion"
+  if [[ ! -f $clips/train/manifest.json || ! -f $clips/test/manifest.json ]]; then
+    log "making $clips"
+    rm -rf "$clips"
+    $LOOM data moving-fashion --out "$clips/train" --count 12000 --frames 17 --size 32 --split train >&2
+    $LOOM data moving-fashion --out "$clips/test" --count 1000 --frames 17 --size 32 --split test --seed 1 >&2
+  fi
+  if [[ ! -f $clips/train/tokenizer.model ]]; then
+    $LOOM data tokenizer --data "$clips/train" --vocab 256 >&2
   fi
 }
 
@@ -204,6 +218,32 @@ case "$NAME" in
     export_run dalle2-decoder "$EXPORTS/dalle2"
     out="$EXPORTS/dalle2"
     stages="{\"clip\": \"$EXPORTS/dalle2/clip\", \"prior\": \"$EXPORTS/dalle2/prior\", \"unclip\": \"$EXPORTS/dalle2/unclip\"}"
+    ;;
+  video)
+    moving_fashion
+    vae_quick=() dit_quick=()
+    if [[ -n ${QUICK:-} ]]; then
+      vae_quick=(train.steps=200 train.sample_every=100 train.eval_every=200 train.checkpoint_every=100)
+      dit_quick=(train.steps=300 train.sample_every=150 train.checkpoint_every=150)
+    fi
+    clips="$DATASETS/moving-fashion"
+    log "training video-vae (configs/fashion/video/vae.yaml)"
+    launch/mpirun.sh -np 2 $LOOM train configs/fashion/video/vae.yaml run.dir="$RUNS" run.name=video-vae \
+      data.train="$clips/train" data.test="$clips/test" "${vae_quick[@]}" >&2
+    export_run video-vae "$EXPORTS/video-vae"
+    # The latents of every clip, made again when the VAE export changed.
+    cache="$CACHES/moving-fashion-latents/train"
+    if [[ $(producer_hash "$cache" latents) != "$(export_hash "$EXPORTS/video-vae")" ]]; then
+      log "encoding $clips/train with $EXPORTS/video-vae into $cache"
+      rm -rf "$cache"
+      $LOOM data encode --data "$clips/train" --with "$EXPORTS/video-vae" --out "$cache" >&2
+    fi
+    log "training video-dit (configs/fashion/video/dit.yaml)"
+    launch/mpirun.sh -np 2 $LOOM train configs/fashion/video/dit.yaml run.dir="$RUNS" run.name=video-dit \
+      data.train="$cache" stage.vae="$EXPORTS/video-vae" "${dit_quick[@]}" >&2
+    export_run video-dit "$EXPORTS/video"
+    out="$EXPORTS/video"
+    stages="{\"video_vae\": \"$EXPORTS/video/vae\", \"video_dit\": \"$EXPORTS/video/video_dit\"}"
     ;;
 esac
 

@@ -28,7 +28,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
-  libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libstb-dev libssl-dev zlib1g-dev
+  libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libstb-dev libgif-dev libssl-dev zlib1g-dev
   libgtest-dev libgmock-dev
   libsentencepiece-dev sentencepiece libicu-dev
   dataset-fashion-mnist python3-h5py python3-numpy

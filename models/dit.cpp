@@ -18,7 +18,8 @@ const std::map<std::string, Size>& Sizes() {
   return sizes;
 }
 
-// x * (1 + scale) + shift, with [B, D] modulation over [B, N, D] tokens.
+}  // namespace
+
 torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift, const torch::Tensor& scale) {
   return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);
 }
@@ -26,8 +27,6 @@ torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift, const
 torch::nn::LayerNorm PlainNorm(int64_t width) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).elementwise_affine(false).eps(1e-6));
 }
-
-}  // namespace
 
 std::vector<std::string> DiTSizes() {
   std::vector<std::string> names;

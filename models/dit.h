@@ -35,6 +35,11 @@ absl::StatusOr<DiTConfig> ResolveDiT(const DiTOptions& model, int64_t image_size
 // The registered sizes: "XS/2", "XS/4", "S/2", "S/4", "B/2", "B/4", ...
 std::vector<std::string> DiTSizes();
 
+// x * (1 + scale) + shift, with [B, D] modulation over [B, N, D] tokens.
+torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift, const torch::Tensor& scale);
+// LayerNorm without affine parameters (eps 1e-6), as adaLN modulates it.
+torch::nn::LayerNorm PlainNorm(int64_t width);
+
 // One block; a Unit (core/unit.h), so ZeRO-3 shards and gathers blocks one at a time.
 class DiTBlockImpl : public torch::nn::Module, public Unit {
  public:

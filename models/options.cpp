@@ -73,6 +73,24 @@ void VaeOptions::Describe(config::Fields<VaeOptions>& f) {
   f.Add("dropout", &O::dropout, "dropout in the ResNet blocks").Rule(config::InHalfOpen(0, 1));
 }
 
+void VideoVaeOptions::Describe(config::Fields<VideoVaeOptions>& f) {
+  using O = VideoVaeOptions;
+  f.Add("ch", &O::ch, "channels of the first level").Rule(config::Between(4, 4096));
+  f.Add("ch_mult", &O::ch_mult, "channel multiplier per level; spatial factor 2^(levels - 1)").Rule(LevelMultipliers);
+  f.Add("num_res_blocks", &O::num_res_blocks, "ResNet blocks per level").Rule(config::Between(1, 16));
+  f.Add("z_channels", &O::z_channels, "latent channels").Rule(config::Between(1, 256));
+  f.Add("temporal_down", &O::temporal_down,
+        "downsampling levels that also halve time (temporal factor 2^n: clips of 1 + k 2^n frames)")
+      .Rule(config::Between(0, 8));
+  f.Add("groups", &O::groups, "GroupNorm groups (divide every level's channels); statistics per frame")
+      .Rule(config::Between(1, 256));
+  f.Check([](const O& o) -> std::string {
+    if (o.temporal_down <= static_cast<int>(o.ch_mult.size()) - 1) return "";
+    return "temporal_down is " + std::to_string(o.temporal_down) + " but only " +
+           std::to_string(o.ch_mult.size() - 1) + " levels downsample; lower it or add a level to ch_mult";
+  });
+}
+
 void DiscriminatorOptions::Describe(config::Fields<DiscriminatorOptions>& f) {
   using O = DiscriminatorOptions;
   f.Add("width", &O::width, "channels of the first layer").Rule(config::Between(4, 4096));

@@ -66,6 +66,18 @@ struct VaeOptions {
   static void Describe(config::Fields<VaeOptions>& f);
 };
 
+// The causal video autoencoder (models/video_vae.h).
+struct VideoVaeOptions {
+  int ch = 32;                        // channels of the first level
+  std::vector<int> ch_mult{1, 2, 2};  // per level; spatial factor 2^(levels - 1)
+  int num_res_blocks = 1;
+  int z_channels = 4;
+  int temporal_down = 1;              // levels (from the first) whose downsampling also halves time
+  int groups = 8;                     // GroupNorm groups, per frame
+
+  static void Describe(config::Fields<VideoVaeOptions>& f);
+};
+
 // The patch discriminator (models/vae.h).
 struct DiscriminatorOptions {
   int width = 64;  // channels of the first layer (then doubling, at most 8x)

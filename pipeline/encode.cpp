@@ -34,9 +34,16 @@ absl::StatusOr<EncodeReport> EncodeDataset(const EncodeOptions& o) {
   }
   const bool pixels = producer->needs_pixels();
   const stages::ImageSpec input = producer->input_spec();
-  if (pixels && (source.spec.modality != data::Modality::kImage || source.spec.channels != input.channels)) {
+  const data::Modality reads = producer->reads_clips() ? data::Modality::kVideo : data::Modality::kImage;
+  if (pixels && (source.spec.modality != reads || source.spec.channels != input.channels)) {
     return absl::InvalidArgumentError(o.data + " holds " + source.spec.ToString() + " samples; " + o.with + " reads " +
-                                      std::to_string(input.channels) + "-channel images");
+                                      std::to_string(input.channels) + "-channel " +
+                                      (producer->reads_clips() ? "clips" : "images"));
+  }
+  if (pixels && producer->reads_clips()) {
+    if (const absl::Status s = producer->CheckSourceFrames(source.spec.frames); !s.ok()) {
+      return absl::InvalidArgumentError(o.data + ": " + std::string(s.message()));
+    }
   }
   if (pixels && input.fit == "pad" && (source.spec.height > input.size || source.spec.width > input.size)) {
     return absl::InvalidArgumentError(o.data + " holds " + source.spec.ToString() + " samples, larger than the " +

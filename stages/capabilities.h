@@ -52,6 +52,18 @@ class TextToImage {
                                                  const GenerateOptions& options) = 0;
 };
 
+// Clips from text (a video model). Clips are [B, T, C, H, W] in [-1, 1].
+class TextToVideo {
+ public:
+  virtual ~TextToVideo() = default;
+  virtual ImageSpec image_spec() const = 0;  // of each frame
+  virtual int64_t frames() const = 0;        // of the clips it was trained on (the default)
+  // Whether it can make clips of `frames` frames; the error names the counts it can.
+  virtual absl::Status CheckFrames(int64_t frames) const = 0;
+  virtual absl::StatusOr<torch::Tensor> GenerateClips(const std::vector<std::string>& prompts,
+                                                      const GenerateOptions& options, int64_t frames) = 0;
+};
+
 class Autoencoder {
  public:
   virtual ~Autoencoder() = default;
@@ -65,6 +77,28 @@ class Autoencoder {
   virtual torch::Tensor Encode(const torch::Tensor& images) = 0;
   // Images in [-1, 1] (not clamped) of unscaled latents [B, c, h, w].
   virtual torch::Tensor Decode(const torch::Tensor& latents) = 0;
+};
+
+// Clips to latents and back (a video VAE): time compressed by temporal_factor() (a clip
+// of 1 + k s frames has 1 + k latent frames), space by spatial_factor(). Clips are
+// [B, T, C, H, W] in [-1, 1]; latents [B, z, t, h, w].
+class VideoAutoencoder {
+ public:
+  virtual ~VideoAutoencoder() = default;
+  virtual ImageSpec image_spec() const = 0;  // of each frame
+  virtual int64_t temporal_factor() const = 0;
+  virtual int64_t spatial_factor() const = 0;
+  virtual int64_t z_channels() const = 0;
+  // Whether clips of `frames` frames fit; the error names the counts that do.
+  virtual absl::Status CheckFrames(int64_t frames) const = 0;
+  // Per-channel normalisation measured on the training data: diffusion sees
+  // (z - shift) * scale. [z] each, float32 on the CPU.
+  virtual torch::Tensor latent_shift() const = 0;
+  virtual torch::Tensor latent_scale() const = 0;
+  // The posterior of clips: mean and log-variance stacked on the channel axis, [B, 2z, t, h, w].
+  virtual torch::Tensor EncodeClips(const torch::Tensor& clips) = 0;
+  // Clips [B, T, C, H, W] (not clamped) of unnormalised latents [B, z, t, h, w].
+  virtual torch::Tensor DecodeClips(const torch::Tensor& latents) = 0;
 };
 
 // A super-resolution stage: higher-resolution images from low-resolution ones and their
@@ -134,6 +168,8 @@ class EmbeddingPrior {
                                                const PriorSampleOptions& options) = 0;
   // The CLIP model whose embeddings it predicts (its text tower reads the captions).
   virtual JointEmbedding* clip() = 0;
+  // How it samples unless told otherwise (its stage's settings; seed 0).
+  virtual PriorSampleOptions default_sampling() const = 0;
 };
 
 // One dataset a cache adds to each sample (float32).
@@ -149,6 +185,9 @@ class CacheProducer {
   // Whether it reads pixels, tokens, ... of the source dataset.
   virtual bool needs_pixels() const = 0;
   virtual ImageSpec input_spec() const = 0;
+  // Whether the pixels it reads are clips (of frames it can take) rather than images.
+  virtual bool reads_clips() const { return false; }
+  virtual absl::Status CheckSourceFrames(int64_t frames) const { return absl::OkStatus(); }
   // [B, ...] float32 per field, for a batch of the source dataset.
   virtual std::map<std::string, torch::Tensor> EncodeBatch(const data::Batch& batch) = 0;
 };

@@ -18,19 +18,25 @@ void JudgedEvalOptions::Describe(config::Fields<JudgedEvalOptions>& f) {
 }
 
 TrainingDraws DrawTraining(const torch::Tensor& source, double latent_scale, const torch::Tensor& ids, uint64_t seed,
-                           int64_t step, int64_t timesteps) {
+                           int64_t step, const diffusion::Process& process, int64_t tokens) {
   const bool latent = latent_scale > 0;
   const int64_t B = source.size(0);
   const int64_t C = latent ? source.size(1) / 2 : source.size(1);
   TrainingDraws d;
-  d.x0 = latent ? torch::empty({B, C, source.size(2), source.size(3)}) : source;
-  d.t = torch::empty({B}, torch::kLong);
+  if (latent) {
+    std::vector<int64_t> shape = source.sizes().vec();  // [B, 2C, ...]
+    shape[1] = C;
+    d.x0 = torch::empty(shape);
+  } else {
+    d.x0 = source;
+  }
+  d.t = torch::empty({B}, process.time_dtype());
   d.noise = torch::empty_like(d.x0);
   const torch::Tensor row_ids = ids.to(torch::kCPU, torch::kLong).contiguous();
   for (int64_t i = 0; i < B; ++i) {
     const uint64_t id = static_cast<uint64_t>(row_ids.data_ptr<int64_t>()[i]);
     at::Generator gen = at::detail::createCPUGenerator(SeedFor(seed, static_cast<uint64_t>(step), id));
-    d.t[i] = torch::randint(0, timesteps, {1}, gen, torch::kLong)[0];
+    d.t[i] = process.DrawTime(gen, tokens);
     d.noise[i].copy_(torch::randn(d.x0[i].sizes(), gen));
     if (latent) {
       const torch::Tensor mean = source[i].narrow(0, 0, C), logvar = source[i].narrow(0, C, C).clamp(-30, 20);
@@ -70,6 +76,40 @@ void EmptyCaption(torch::Tensor tokens, torch::Tensor mask) {
   tokens.select(1, 0).fill_(data::Tokenizer::kStart);
   mask.fill_(false);
   mask.select(1, 0).fill_(true);
+}
+
+void InsertNoiseTokens(torch::Tensor tokens, torch::Tensor mask, int64_t vocab, SplitMix64& rng) {
+  const int64_t L = tokens.size(0);
+  int64_t* ids = tokens.data_ptr<int64_t>();
+  bool* real = mask.data_ptr<bool>();
+  int64_t n = 0;
+  while (n < L && real[n]) ++n;
+  if (vocab <= data::Tokenizer::kStart + 1) return;
+  const int inserts = 1 + static_cast<int>(rng.Below(2));
+  for (int k = 0; k < inserts && n < L; ++k) {
+    const int64_t at = 1 + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(n)));  // after the start token
+    for (int64_t j = n; j > at; --j) ids[j] = ids[j - 1];
+    const int64_t first = data::Tokenizer::kStart + 1;  // the first id of a real piece
+    ids[at] = first + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(vocab - first)));
+    real[n] = true;
+    ++n;
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> TrainingCaptions(const data::Batch& batch, uint64_t seed, int64_t step,
+                                                         double dropout, double caption_noise, int64_t vocab) {
+  torch::Tensor tokens = batch.tokens.clone(), mask = batch.mask.clone();
+  const torch::Tensor ids = batch.ids.to(torch::kCPU, torch::kLong).contiguous();
+  for (int64_t i = 0; i < tokens.size(0); ++i) {
+    const uint64_t id = static_cast<uint64_t>(ids.data_ptr<int64_t>()[i]);
+    if (DropsCaption(seed, step, id, dropout)) {
+      EmptyCaption(tokens.narrow(0, i, 1), mask.narrow(0, i, 1));
+    } else if (caption_noise > 0) {
+      SplitMix64 noise_coin(SeedFor(seed ^ 0x4E4F4953ull, static_cast<uint64_t>(step), id));
+      if (noise_coin.Uniform() < caption_noise) InsertNoiseTokens(tokens[i], mask[i], vocab, noise_coin);
+    }
+  }
+  return {tokens, mask};
 }
 
 absl::StatusOr<std::shared_ptr<const data::Tokenizer>> CaptionTokenizer(
@@ -136,7 +176,16 @@ absl::StatusOr<DenoisedSpace> ResolveDenoisedSpace(const StageInputs& in, const 
 }
 
 nlohmann::ordered_json DescribeDiffusion(const diffusion::DiffusionOptions& o) {
-  return {{"schedule", o.schedule},
+  if (o.process == "flow") {
+    return {{"process", "flow"},
+            {"prediction", "velocity"},
+            {"logit_mean", o.flow.logit_mean},
+            {"logit_std", o.flow.logit_std},
+            {"shift", o.flow.shift},
+            {"shift_tokens", o.flow.shift_tokens}};
+  }
+  return {{"process", "gaussian"},
+          {"schedule", o.schedule},
           {"timesteps", o.timesteps},
           {"prediction", o.prediction},
           {"loss_weight", o.loss_weight},

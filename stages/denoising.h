@@ -14,8 +14,10 @@
 
 #include "absl/status/statusor.h"
 #include "core/config/schema.h"
+#include "core/rng.h"
 #include "data/tokenizer.h"
 #include "diffusion/options.h"
+#include "diffusion/process.h"
 #include "eval/judge.h"
 #include "stages/stage.h"
 
@@ -34,17 +36,17 @@ struct JudgedEvalOptions {
 
 // The clean sample, timestep and noise of each row of a training batch.
 struct TrainingDraws {
-  torch::Tensor x0;     // [B, C, H, W]
-  torch::Tensor t;      // int64 [B]
-  torch::Tensor noise;  // [B, C, H, W]
+  torch::Tensor x0;     // [B, C, ...]
+  torch::Tensor t;      // [B], of the process's time dtype
+  torch::Tensor noise;  // [B, C, ...]
 };
 
 // Draws for a batch of `source` rows: pixels, or (with `latent_scale` > 0) latent
 // posteriors, mean and log-variance stacked on the channel axis, from which a latent is
-// drawn and multiplied by the scale. Per row, in this order from one generator: t, noise,
-// the latent's draw.
+// drawn and multiplied by the scale. Per row, in this order from one generator: t (by
+// the process, for samples of `tokens` tokens), noise, the latent's draw.
 TrainingDraws DrawTraining(const torch::Tensor& source, double latent_scale, const torch::Tensor& ids, uint64_t seed,
-                           int64_t step, int64_t timesteps);
+                           int64_t step, const diffusion::Process& process, int64_t tokens = 0);
 
 // The starting noise [B, C, S, S] of sampling: row i's from (seed, i), so the same seed
 // gives the same images at any batch split.
@@ -65,6 +67,17 @@ bool DropsCaption(uint64_t seed, int64_t step, uint64_t id, double dropout);
 
 // The empty caption (start token, then padding) in rows like `tokens`.
 void EmptyCaption(torch::Tensor tokens, torch::Tensor mask);
+
+// Inserts one or two tokens drawn from [3, vocab) at random places after the start token
+// of one caption row (as far as its padding has room), drawing from `rng`: captions with
+// words the data never has, so the model learns to rely on the words it knows.
+void InsertNoiseTokens(torch::Tensor tokens, torch::Tensor mask, int64_t vocab, SplitMix64& rng);
+
+// The batch's caption tokens and mask as a step trains on them: each sample's caption
+// dropped (DropsCaption) or, with probability `caption_noise`, given noise tokens; every
+// coin from (seed, step, sample id).
+std::pair<torch::Tensor, torch::Tensor> TrainingCaptions(const data::Batch& batch, uint64_t seed, int64_t step,
+                                                         double dropout, double caption_noise, int64_t vocab);
 
 // The caption tokenizer of a stage that trains its own text encoder: from the stage's
 // saved assets, or data.tokenizer, or data.train/tokenizer.model; checked against `vocab`.

@@ -21,26 +21,9 @@ void DiTStageOptions::Describe(config::Fields<DiTStageOptions>& f) {
   f.Add("eval", &O::eval, "judged evaluation every train.eval_every steps");
 }
 
-void InsertNoiseTokens(torch::Tensor tokens, torch::Tensor mask, int64_t vocab, SplitMix64& rng) {
-  const int64_t L = tokens.size(0);
-  int64_t* ids = tokens.data_ptr<int64_t>();
-  bool* real = mask.data_ptr<bool>();
-  int64_t n = 0;
-  while (n < L && real[n]) ++n;
-  if (vocab <= data::Tokenizer::kStart + 1) return;
-  const int inserts = 1 + static_cast<int>(rng.Below(2));
-  for (int k = 0; k < inserts && n < L; ++k) {
-    const int64_t at = 1 + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(n)));  // after the start token
-    for (int64_t j = n; j > at; --j) ids[j] = ids[j - 1];
-    const int64_t first = data::Tokenizer::kStart + 1;  // the first id of a real piece
-    ids[at] = first + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(vocab - first)));
-    real[n] = true;
-    ++n;
-  }
-}
-
 DiTStage::DiTStage(const DiTStageOptions& o, const models::DiTConfig& dit_config,
-                   const models::TextEncoderOptions& text_options, int tokens, diffusion::GaussianDiffusion d,
+                   const models::TextEncoderOptions& text_options, int tokens,
+                   std::shared_ptr<const diffusion::Process> d,
                    std::shared_ptr<const data::Tokenizer> tokenizer, std::shared_ptr<Stage> vae,
                    double caption_dropout, ImageSpec pixels)
     : options(o),
@@ -87,23 +70,12 @@ torch::Tensor DiTStage::Losses(const data::Batch& batch, uint64_t seed, int64_t 
   // here, per sample and step, as the noise does.
   const TrainingDraws d = DrawTraining(latent ? batch.caches.at("latents") : batch.pixels,
                                        latent ? autoencoder_->latent_scale() : 0.0, batch.ids, seed, step,
-                                       diffusion.timesteps());
-  torch::Tensor tokens = batch.tokens.clone(), mask = batch.mask.clone();
-  const torch::Tensor ids = batch.ids.to(torch::kCPU, torch::kLong).contiguous();
-  for (int64_t i = 0; i < tokens.size(0); ++i) {
-    const uint64_t id = static_cast<uint64_t>(ids.data_ptr<int64_t>()[i]);
-    if (DropsCaption(seed, step, id, caption_dropout_)) {
-      EmptyCaption(tokens.narrow(0, i, 1), mask.narrow(0, i, 1));
-    } else if (options.caption_noise > 0) {
-      SplitMix64 noise_coin(SeedFor(seed ^ 0x4E4F4953ull, static_cast<uint64_t>(step), id));
-      if (noise_coin.Uniform() < options.caption_noise) {
-        InsertNoiseTokens(tokens[i], mask[i], tokenizer_->vocab_size(), noise_coin);
-      }
-    }
-  }
+                                       *diffusion, patch_tokens());
+  auto [tokens, mask] = TrainingCaptions(batch, seed, step, caption_dropout_, options.caption_noise,
+                                        tokenizer_->vocab_size());
   const auto device = dit->pos_embed.device();
   Autocast autocast(device, bf16);
-  return diffusion.training_losses(Bind(tokens.to(device), mask.to(device)), d.x0.to(device), d.t.to(device),
+  return diffusion->training_losses(Bind(tokens.to(device), mask.to(device)), d.x0.to(device), d.t.to(device),
                                    d.noise.to(device)).to(torch::kFloat32);  // [B]
 }
 
@@ -124,7 +96,8 @@ torch::Tensor DiTStage::Sample(const torch::Tensor& tokens, const torch::Tensor&
   const torch::Tensor noise = SamplingNoise(B, config.channels, config.image_size, seed);
   // Pixels live in [-1, 1]; scaled latents have unit spread and are not clipped.
   const bool latent = autoencoder_ != nullptr;
-  const torch::Tensor x = diffusion.Sample(model, noise.to(device), {.steps = steps, .clip_x0 = !latent});
+  const torch::Tensor x =
+      diffusion->Sample(model, noise.to(device), {.steps = steps, .clip_x0 = !latent, .tokens = patch_tokens()});
   return latent ? x : x.clamp(-1, 1);
 }
 
@@ -175,7 +148,7 @@ absl::StatusOr<std::shared_ptr<Stage>> MakeDiTStage(const StageInputs& in) {
   RETURN_IF_ERROR(CheckJudgeNamed(o.eval, in.train.eval_every));
   ASSIGN_OR_RETURN(DenoisedSpace space, ResolveDenoisedSpace(in, o.vae));
   ASSIGN_OR_RETURN(models::DiTConfig config, models::ResolveDiT(o.model, space.size, space.channels));
-  ASSIGN_OR_RETURN(diffusion::GaussianDiffusion process, diffusion::GaussianDiffusion::Create(o.diffusion));
+  ASSIGN_OR_RETURN(std::shared_ptr<const diffusion::Process> process, diffusion::MakeProcess(o.diffusion));
   auto stage = std::make_shared<DiTStage>(o, config, o.model.text, in.data.max_tokens, std::move(process),
                                           std::move(tokenizer), std::move(space.vae), in.data.caption_dropout,
                                           space.images);

@@ -16,7 +16,7 @@
 #include "core/config/schema.h"
 #include "core/rng.h"
 #include "data/tokenizer.h"
-#include "diffusion/gaussian_diffusion.h"
+#include "diffusion/process.h"
 #include "diffusion/options.h"
 #include "models/dit.h"
 #include "models/options.h"
@@ -38,16 +38,12 @@ struct DiTStageOptions {
   static void Describe(config::Fields<DiTStageOptions>& f);
 };
 
-// Inserts one or two tokens drawn from [3, vocab) at random places after the start token
-// of one caption row (as far as its padding has room), drawing from `rng`: captions with
-// words the data never has, so the model learns to rely on the words it knows.
-void InsertNoiseTokens(torch::Tensor tokens, torch::Tensor mask, int64_t vocab, SplitMix64& rng);
-
 class DiTStage : public Stage, public TextToImage {
  public:
   // `vae` (frozen, may be null) makes it a latent stage; `caption_dropout` is data's.
   DiTStage(const DiTStageOptions& options, const models::DiTConfig& config, const models::TextEncoderOptions& text,
-           int max_tokens, diffusion::GaussianDiffusion diffusion, std::shared_ptr<const data::Tokenizer> tokenizer,
+           int max_tokens, std::shared_ptr<const diffusion::Process> diffusion,
+           std::shared_ptr<const data::Tokenizer> tokenizer,
            std::shared_ptr<Stage> vae, double caption_dropout, ImageSpec pixels);
 
   std::string kind() const override { return "dit"; }
@@ -67,8 +63,8 @@ class DiTStage : public Stage, public TextToImage {
 
   // Per-sample losses [B] of a batch (the stage's loss is their mean).
   torch::Tensor Losses(const data::Batch& batch, uint64_t seed, int64_t step, bool bf16);
-  // Images (or latents, for a latent stage) for token rows, by DDIM with classifier-free
-  // guidance against the empty caption; row i's noise from (seed, i).
+  // Images (or latents, for a latent stage) for token rows, by the process's sampler with
+  // classifier-free guidance against the empty caption; row i's noise from (seed, i).
   torch::Tensor Sample(const torch::Tensor& tokens, const torch::Tensor& mask, double cfg, int steps, uint64_t seed);
 
   // Set by the maker from the config: the main trainable's settings.
@@ -80,10 +76,11 @@ class DiTStage : public Stage, public TextToImage {
   int max_tokens;
   models::TextEncoder text{nullptr};
   models::DiT dit{nullptr};
-  diffusion::GaussianDiffusion diffusion;
+  std::shared_ptr<const diffusion::Process> diffusion;  // diffusion.process
 
  private:
   diffusion::Denoiser Bind(const torch::Tensor& tokens, const torch::Tensor& mask);
+  int64_t patch_tokens() const { return (config.image_size / config.patch) * (config.image_size / config.patch); }
 
   std::shared_ptr<const data::Tokenizer> tokenizer_;
   std::shared_ptr<Stage> vae_;          // frozen; null for a pixel stage

@@ -49,13 +49,15 @@ void LdmStageOptions::Describe(config::Fields<LdmStageOptions>& f) {
 }
 
 LdmStage::LdmStage(const LdmStageOptions& o, const models::UNetConfig& unet_config, int64_t tokens,
-                   diffusion::GaussianDiffusion d, std::shared_ptr<const data::Tokenizer> tokenizer,
+                   std::shared_ptr<const diffusion::Process> d, diffusion::GaussianDiffusion augmentation,
+                   std::shared_ptr<const data::Tokenizer> tokenizer,
                    std::shared_ptr<Stage> vae, std::shared_ptr<Stage> text_encoder, double caption_dropout,
                    ImageSpec pixels)
     : options(o),
       config(unet_config),
       max_tokens(tokens),
       diffusion(std::move(d)),
+      augmentation(std::move(augmentation)),
       tokenizer_(std::move(tokenizer)),
       vae_(std::move(vae)),
       text_encoder_(std::move(text_encoder)),
@@ -122,7 +124,7 @@ std::pair<torch::Tensor, torch::Tensor> LdmStage::EncodePrompts(const std::vecto
 }
 
 int64_t LdmStage::AugmentationStep(double level) const {
-  return std::llround(std::clamp(level, 0.0, 1.0) * static_cast<double>(diffusion.timesteps() - 1));
+  return std::llround(std::clamp(level, 0.0, 1.0) * static_cast<double>(augmentation.timesteps() - 1));
 }
 
 namespace {
@@ -165,10 +167,11 @@ torch::Tensor LdmStage::Losses(const data::Batch& batch, uint64_t seed, int64_t 
       noise[i].copy_(torch::randn(high[i].sizes(), gen));
     }
     source = high;
-    low = diffusion.q_sample(data::UpsampleBicubic(data::Downsample(high, side / f), side), aug_t, noise);
+    low = augmentation.q_sample(data::UpsampleBicubic(data::Downsample(high, side / f), side), aug_t, noise);
   }
+  const int64_t tokens = source.size(-1) * source.size(-1);  // positions per channel, for a flow's shift
   const TrainingDraws d = DrawTraining(source, latent ? autoencoder_->latent_scale() : 0.0, batch.ids, seed, step,
-                                       diffusion.timesteps());
+                                       *diffusion, tokens);
   const int64_t B = d.x0.size(0);
   std::vector<int64_t> dropped;
   for (int64_t i = 0; i < B; ++i) {
@@ -208,7 +211,7 @@ torch::Tensor LdmStage::Losses(const data::Batch& batch, uint64_t seed, int64_t 
   const diffusion::Denoiser denoiser = [&](const torch::Tensor& x, const torch::Tensor& t) {
     return Denoise(x, t, context, mask, low, aug_t);
   };
-  return diffusion.training_losses(denoiser, d.x0.to(dev), d.t.to(dev), d.noise.to(dev)).to(torch::kFloat32);
+  return diffusion->training_losses(denoiser, d.x0.to(dev), d.t.to(dev), d.noise.to(dev)).to(torch::kFloat32);
 }
 
 LossResult LdmStage::Loss(const data::Batch& batch, const StepContext& ctx) {
@@ -239,7 +242,8 @@ torch::Tensor LdmStage::Sample(const torch::Tensor& context, const torch::Tensor
   so.steps = steps;
   so.clip_x0 = !latent && options.thresholding != "none";
   so.dynamic_threshold = !latent && options.thresholding == "dynamic" ? options.threshold_percentile : 0.0;
-  const torch::Tensor x = diffusion.Sample(model, noise.to(device()), so);
+  so.tokens = side * side;
+  const torch::Tensor x = diffusion->Sample(model, noise.to(device()), so);
   return latent ? x : x.clamp(-1, 1);
 }
 
@@ -282,7 +286,7 @@ absl::StatusOr<torch::Tensor> LdmStage::Upsample(const torch::Tensor& low, const
   const torch::Tensor aug_t = torch::full({B}, AugmentationStep(level), torch::kLong);
   const torch::Tensor noise = SamplingNoise(B, pixels_.channels, side, Mix64(o.seed ^ 0x415547ull));
   const torch::Tensor up = data::UpsampleBicubic(low.to(torch::kCPU, torch::kFloat32), side);
-  const torch::Tensor input = diffusion.q_sample(up, aug_t, noise);
+  const torch::Tensor input = augmentation.q_sample(up, aug_t, noise);
   auto [context, mask] = EncodePrompts(captions);
   return Sample(context, mask, o.cfg, o.steps, o.seed, input.to(device()), aug_t.to(device())).to(torch::kCPU);
 }
@@ -428,8 +432,10 @@ absl::StatusOr<std::shared_ptr<Stage>> MakeLdmStage(const StageInputs& in) {
     config.aug_embed = true;
   }
   if (o.pooled_text) config.embed_dim = context_dim;
-  ASSIGN_OR_RETURN(diffusion::GaussianDiffusion process, diffusion::GaussianDiffusion::Create(o.diffusion));
-  auto stage = std::make_shared<LdmStage>(o, config, max_tokens, std::move(process), std::move(tokenizer),
+  ASSIGN_OR_RETURN(std::shared_ptr<const diffusion::Process> process, diffusion::MakeProcess(o.diffusion));
+  ASSIGN_OR_RETURN(diffusion::GaussianDiffusion augmentation, diffusion::GaussianDiffusion::Create(o.diffusion));
+  auto stage = std::make_shared<LdmStage>(o, config, max_tokens, std::move(process), std::move(augmentation),
+                                          std::move(tokenizer),
                                           std::move(space.vae), std::move(encoder), in.data.caption_dropout, space.images);
   stage->optim = in.optim;
   stage->ema = in.train.ema;

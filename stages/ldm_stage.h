@@ -38,6 +38,7 @@
 #include "core/config/schema.h"
 #include "data/tokenizer.h"
 #include "diffusion/gaussian_diffusion.h"
+#include "diffusion/process.h"
 #include "diffusion/options.h"
 #include "models/options.h"
 #include "models/text_encoder.h"
@@ -72,7 +73,8 @@ class LdmStage : public Stage, public TextToImage, public SuperResolution {
   // `vae` and `text_encoder` (frozen) may be null; without `text_encoder` the stage trains
   // its own over `tokenizer`'s ids.
   LdmStage(const LdmStageOptions& options, const models::UNetConfig& config, int64_t max_tokens,
-           diffusion::GaussianDiffusion diffusion, std::shared_ptr<const data::Tokenizer> tokenizer,
+           std::shared_ptr<const diffusion::Process> diffusion, diffusion::GaussianDiffusion augmentation,
+           std::shared_ptr<const data::Tokenizer> tokenizer,
            std::shared_ptr<Stage> vae, std::shared_ptr<Stage> text_encoder, double caption_dropout, ImageSpec pixels);
 
   std::string kind() const override { return "ldm"; }
@@ -119,7 +121,10 @@ class LdmStage : public Stage, public TextToImage, public SuperResolution {
   int64_t max_tokens;  // L
   models::TextEncoder text{nullptr};  // null with a frozen encoder
   models::UNet unet{nullptr};
-  diffusion::GaussianDiffusion diffusion;
+  std::shared_ptr<const diffusion::Process> diffusion;  // diffusion.process
+  // The forward process that noises a super-resolution stage's input (Imagen's noise
+  // conditioning augmentation): Gaussian on diffusion.schedule, whatever the process.
+  diffusion::GaussianDiffusion augmentation;
 
  private:
   torch::Device device() const { return unet->conv_in->weight.device(); }

@@ -28,7 +28,8 @@ void PriorStageOptions::Describe(config::Fields<PriorStageOptions>& f) {
   f.Add("eval_limit", &O::eval_limit, "data.test images of the evaluation at train.eval_every").Rule(config::Positive());
 }
 
-PriorStage::PriorStage(const PriorStageOptions& o, const models::PriorConfig& c, diffusion::GaussianDiffusion d,
+PriorStage::PriorStage(const PriorStageOptions& o, const models::PriorConfig& c,
+                       std::shared_ptr<const diffusion::Process> d,
                        std::shared_ptr<Stage> clip, double caption_dropout)
     : options(o), config(c), diffusion(std::move(d)), clip_(std::move(clip)), caption_dropout_(caption_dropout) {
   net = register_module("net", models::PriorNet(c));
@@ -49,7 +50,7 @@ LossResult PriorStage::Loss(const data::Batch& batch, const StepContext& ctx) {
   const auto device = net->query.device();
   const double root_d = std::sqrt(static_cast<double>(config.embed_dim));
   const torch::Tensor x0 = NormalizedEmbedding(batch.caches.at("clip_image")) * root_d;
-  const TrainingDraws d = DrawTraining(x0, 0.0, batch.ids, ctx.seed, ctx.step, diffusion.timesteps());
+  const TrainingDraws d = DrawTraining(x0, 0.0, batch.ids, ctx.seed, ctx.step, *diffusion);
   const int64_t B = x0.size(0);
   torch::Tensor dropped = torch::zeros({B}, torch::kBool);
   const torch::Tensor ids = batch.ids.to(torch::kCPU, torch::kLong).contiguous();
@@ -65,7 +66,7 @@ LossResult PriorStage::Loss(const data::Batch& batch, const StepContext& ctx) {
     return net->forward(x_t, t, text_embed, tokens, mask, drop);
   };
   const torch::Tensor losses =
-      diffusion.training_losses(model, d.x0.to(device), d.t.to(device), d.noise.to(device)).to(torch::kFloat32);
+      diffusion->training_losses(model, d.x0.to(device), d.t.to(device), d.noise.to(device)).to(torch::kFloat32);
   return {losses.mean(), {}};
 }
 
@@ -88,7 +89,7 @@ torch::Tensor PriorStage::Sample(const torch::Tensor& text_embed, const torch::T
   };
   const diffusion::Denoiser model = o.cfg == 1.0 ? cond : diffusion::Guided(cond, uncond, o.cfg);
   const torch::Tensor noise = SamplingNoise(B * K, D, 1, o.seed).view({B * K, D});
-  const torch::Tensor x = diffusion.Sample(model, noise.to(device), {.steps = o.steps, .clip_x0 = false});
+  const torch::Tensor x = diffusion->Sample(model, noise.to(device), {.steps = o.steps, .clip_x0 = false});
   const torch::Tensor candidates = NormalizedEmbedding(x).view({B, K, D});
   const torch::Tensor score = (candidates * NormalizedEmbedding(text_embed.to(device)).unsqueeze(1)).sum(-1);  // [B, K]
   const torch::Tensor best = score.argmax(1);
@@ -186,7 +187,7 @@ absl::StatusOr<std::shared_ptr<Stage>> MakePriorStage(const StageInputs& in) {
   c.width = o.model.width;
   c.depth = o.model.depth;
   c.heads = o.model.heads;
-  ASSIGN_OR_RETURN(diffusion::GaussianDiffusion process, diffusion::GaussianDiffusion::Create(o.diffusion));
+  ASSIGN_OR_RETURN(std::shared_ptr<const diffusion::Process> process, diffusion::MakeProcess(o.diffusion));
   auto stage = std::make_shared<PriorStage>(o, c, std::move(process), it->second, in.data.caption_dropout);
   stage->optim = in.optim;
   stage->ema = in.train.ema;

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/config/schema.h"
-#include "diffusion/gaussian_diffusion.h"
+#include "diffusion/process.h"
 #include "diffusion/options.h"
 #include "models/options.h"
 #include "models/prior.h"
@@ -40,7 +40,8 @@ struct PriorStageOptions {
 class PriorStage : public Stage, public EmbeddingPrior {
  public:
   PriorStage(const PriorStageOptions& options, const models::PriorConfig& config,
-             diffusion::GaussianDiffusion diffusion, std::shared_ptr<Stage> clip, double caption_dropout);
+             std::shared_ptr<const diffusion::Process> diffusion, std::shared_ptr<Stage> clip,
+             double caption_dropout);
 
   std::string kind() const override { return "prior"; }
   std::vector<Trainable> Trainables() override;
@@ -56,6 +57,9 @@ class PriorStage : public Stage, public EmbeddingPrior {
   torch::Tensor PredictImageEmbeddings(const std::vector<std::string>& captions,
                                        const PriorSampleOptions& options) override;
   JointEmbedding* clip() override { return embedding_; }
+  PriorSampleOptions default_sampling() const override {
+    return {options.sample_cfg, options.sample_steps, options.candidates, 0};
+  }
 
   // Normalised image embeddings [B, D] from text embeddings [B, D] and per-token
   // encodings [B, L, W] with their mask [B, L] (bool).
@@ -69,7 +73,7 @@ class PriorStage : public Stage, public EmbeddingPrior {
   PriorStageOptions options;
   models::PriorConfig config;
   models::PriorNet net{nullptr};
-  diffusion::GaussianDiffusion diffusion;
+  std::shared_ptr<const diffusion::Process> diffusion;  // diffusion.process
 
  private:
   std::shared_ptr<Stage> clip_;  // frozen

@@ -9,6 +9,8 @@
 #include "stages/prior_stage.h"
 #include "stages/unclip_stage.h"
 #include "stages/vae_stage.h"
+#include "stages/video_dit_stage.h"
+#include "stages/video_vae_stage.h"
 
 namespace loom::stages {
 
@@ -48,6 +50,14 @@ const std::vector<StageKind>& StageKinds() {
          return d;
        },
        MakeUnclipStage},
+      {config::KindOf<VideoVaeStageOptions>("video_vae", "causal 3-D convolutional VAE of clips (and images as one frame)"),
+       [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeVideoVaeStage},
+      {config::KindOf<VideoDiTStageOptions>("video_dit", "text-to-video DiT over space-time latent tokens of a frozen video VAE"),
+       [](const config::Tagged& t) {
+         const VideoDiTStageOptions& o = *t.As<VideoDiTStageOptions>();
+         return o.vae.empty() ? std::vector<Dependency>{} : std::vector<Dependency>{{"vae", o.vae, "video_vae"}};
+       },
+       MakeVideoDiTStage},
       {config::KindOf<BertStageOptions>("bert", "pretrained BERT-family text encoder, frozen (made by loom import text-encoder)"),
        [](const config::Tagged&) { return std::vector<Dependency>{}; }, MakeBertStage},
   };

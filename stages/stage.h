@@ -48,7 +48,8 @@ struct Trainable {
 
 // What a stage reads from the loader.
 struct DataNeeds {
-  bool pixels = false;               // images (or clips) in [-1, 1]
+  bool pixels = false;               // images in [-1, 1]
+  bool clips = false;                // with pixels: clips [B, T, C, H, W] instead of images
   bool tokens = false;               // caption token ids and mask (a tokenizer)
   std::vector<std::string> caches;   // datasets written by `loom data encode` ("latents")
   // For each cache, the dependency whose export must have produced it.
@@ -129,8 +130,10 @@ class Stage : public torch::nn::Module {
 
   // What the stage can do at inference; null when it cannot.
   virtual TextToImage* AsTextToImage() { return nullptr; }
+  virtual TextToVideo* AsTextToVideo() { return nullptr; }
   virtual SuperResolution* AsSuperResolution() { return nullptr; }
   virtual Autoencoder* AsAutoencoder() { return nullptr; }
+  virtual VideoAutoencoder* AsVideoAutoencoder() { return nullptr; }
   virtual TextEncoding* AsTextEncoding() { return nullptr; }
   virtual CacheProducer* AsCacheProducer() { return nullptr; }
   virtual JointEmbedding* AsJointEmbedding() { return nullptr; }

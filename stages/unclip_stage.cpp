@@ -40,7 +40,7 @@ void UnclipStageOptions::Describe(config::Fields<UnclipStageOptions>& f) {
 }
 
 UnclipStage::UnclipStage(const UnclipStageOptions& o, const models::UNetConfig& c, int64_t size,
-                         diffusion::GaussianDiffusion d, std::shared_ptr<Stage> clip, std::shared_ptr<Stage> prior,
+                         std::shared_ptr<const diffusion::Process> d, std::shared_ptr<Stage> clip, std::shared_ptr<Stage> prior,
                          ImageSpec pixels)
     : options(o),
       config(c),
@@ -69,7 +69,7 @@ DataNeeds UnclipStage::Needs() const {
 }
 
 LossResult UnclipStage::Loss(const data::Batch& batch, const StepContext& ctx) {
-  const TrainingDraws d = DrawTraining(batch.pixels, 0.0, batch.ids, ctx.seed, ctx.step, diffusion.timesteps());
+  const TrainingDraws d = DrawTraining(batch.pixels, 0.0, batch.ids, ctx.seed, ctx.step, *diffusion);
   const int64_t B = d.x0.size(0);
   torch::Tensor embed = NormalizedEmbedding(batch.caches.at("clip_image")).clone();
   torch::Tensor context = batch.caches.at("text").clone();
@@ -92,7 +92,7 @@ LossResult UnclipStage::Loss(const data::Batch& batch, const StepContext& ctx) {
     return unet->forward(x, t, context, mask, embed, {});
   };
   const torch::Tensor losses =
-      diffusion.training_losses(denoiser, d.x0.to(dev), d.t.to(dev), d.noise.to(dev)).to(torch::kFloat32);
+      diffusion->training_losses(denoiser, d.x0.to(dev), d.t.to(dev), d.noise.to(dev)).to(torch::kFloat32);
   return {losses.mean(), {}};
 }
 
@@ -116,7 +116,7 @@ torch::Tensor UnclipStage::Decode(const torch::Tensor& image_embed, const torch:
     model = diffusion::Guided(cond, uncond, cfg);
   }
   const torch::Tensor noise = SamplingNoise(B, config.out_channels, image_size, seed);
-  return diffusion.Sample(model, noise.to(dev), {.steps = steps, .clip_x0 = true}).clamp(-1, 1);
+  return diffusion->Sample(model, noise.to(dev), {.steps = steps, .clip_x0 = true}).clamp(-1, 1);
 }
 
 absl::StatusOr<torch::Tensor> UnclipStage::Generate(const std::vector<std::string>& prompts, const GenerateOptions& o) {
@@ -126,11 +126,7 @@ absl::StatusOr<torch::Tensor> UnclipStage::Generate(const std::vector<std::strin
                                          "text, train it with stage.prior naming a prior export of the same CLIP");
   }
   EmbeddingPrior* prior = prior_->AsEmbeddingPrior();
-  const nlohmann::json described = prior_->Describe();
-  PriorSampleOptions ps;
-  ps.cfg = described.value("sample_cfg", 1.0);
-  ps.steps = described.value("sample_steps", 64);
-  ps.candidates = described.value("candidates", 2);
+  PriorSampleOptions ps = prior->default_sampling();
   ps.seed = Mix64(o.seed ^ 0x505249ull);
   const torch::Tensor embeds = prior->PredictImageEmbeddings(prompts, ps);
   auto [context, mask] = text_->EncodeText(prompts);
@@ -235,7 +231,7 @@ absl::StatusOr<std::shared_ptr<Stage>> MakeUnclipStage(const StageInputs& in) {
                                                                   in.data.image_size, context_dim));
   config.embed_dim = clip->second->AsJointEmbedding()->embed_dim();
   config.embed_tokens = o.embed_tokens;
-  ASSIGN_OR_RETURN(diffusion::GaussianDiffusion process, diffusion::GaussianDiffusion::Create(o.diffusion));
+  ASSIGN_OR_RETURN(std::shared_ptr<const diffusion::Process> process, diffusion::MakeProcess(o.diffusion));
   auto stage = std::make_shared<UnclipStage>(o, config, in.data.image_size, std::move(process), clip->second,
                                              std::move(prior),
                                              ImageSpec{in.data.image_size, in.data.channels, in.data.fit});

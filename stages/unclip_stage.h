@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "core/config/schema.h"
-#include "diffusion/gaussian_diffusion.h"
+#include "diffusion/process.h"
 #include "diffusion/options.h"
 #include "models/options.h"
 #include "models/unet.h"
@@ -46,7 +46,7 @@ struct UnclipStageOptions {
 class UnclipStage : public Stage, public TextToImage, public ImageVariation {
  public:
   UnclipStage(const UnclipStageOptions& options, const models::UNetConfig& config, int64_t image_size,
-              diffusion::GaussianDiffusion diffusion, std::shared_ptr<Stage> clip, std::shared_ptr<Stage> prior,
+              std::shared_ptr<const diffusion::Process> diffusion, std::shared_ptr<Stage> clip, std::shared_ptr<Stage> prior,
               ImageSpec pixels);
 
   std::string kind() const override { return "unclip"; }
@@ -79,7 +79,7 @@ class UnclipStage : public Stage, public TextToImage, public ImageVariation {
   models::UNetConfig config;
   int64_t image_size;
   models::UNet unet{nullptr};
-  diffusion::GaussianDiffusion diffusion;
+  std::shared_ptr<const diffusion::Process> diffusion;  // diffusion.process
 
  private:
   torch::Device device() const { return unet->conv_in->weight.device(); }

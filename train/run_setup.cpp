@@ -83,8 +83,11 @@ absl::StatusOr<RunSetup> SetUpRun(const ExperimentOptions& o, const torch::Devic
   ASSIGN_OR_RETURN(s.stage, stages::MakeStage(s.inputs));
   s.inputs.assets = s.stage->Assets();  // copies take the same files
   s.needs = s.stage->Needs();
-  if (s.needs.pixels && s.manifest.spec.modality != data::Modality::kImage) {
-    return absl::InvalidArgumentError(o.data.train + " holds video; the " + o.stage.kind() + " stage trains on images");
+  const data::Modality reads = s.needs.clips ? data::Modality::kVideo : data::Modality::kImage;
+  if (s.needs.pixels && s.manifest.spec.modality != reads) {
+    return absl::InvalidArgumentError(o.data.train + " holds " + data::ModalityName(s.manifest.spec.modality) +
+                                      "; the " + o.stage.kind() + " stage trains on " +
+                                      (s.needs.clips ? "clips" : "images"));
   }
   RETURN_IF_ERROR(CheckProvenance(o, s));
   s.stage->to(device);

@@ -227,7 +227,7 @@ TEST(Config, StageKindIsRequiredAndNamed) {
   auto unknown = LoadString<ExperimentOptions>("stage: {kind: vea}\n", "u.yaml");
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(std::string(unknown.status().message()),
-            "u.yaml:1:15: stage.kind: 'vea' is not a kind; one of 'dit', 'vae', 'ldm', 'clip', 'prior', 'unclip', 'bert' (did you mean 'vae'?)");
+            "u.yaml:1:15: stage.kind: 'vea' is not a kind; one of 'dit', 'vae', 'ldm', 'clip', 'prior', 'unclip', 'video_vae', 'video_dit', 'bert' (did you mean 'vae'?)");
 }
 
 TEST(Config, OptionsOfAnotherKindAreNamedAsSuch) {

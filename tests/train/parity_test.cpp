@@ -98,7 +98,7 @@ TEST_P(ParityTest, LossAndEveryGradientMatchThePyTorchReference) {
   const diffusion::Denoiser model = [&](const torch::Tensor& x_t, const torch::Tensor& tt) {
     return stage->dit->forward(x_t, tt, context, mask);
   };
-  const torch::Tensor losses = stage->diffusion.training_losses(model, x0, t, noise);  // [B]
+  const torch::Tensor losses = stage->diffusion->training_losses(model, x0, t, noise);  // [B]
   const torch::Tensor loss = losses.mean();
   loss.backward();
 
