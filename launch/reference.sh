@@ -47,13 +47,14 @@ fashion() {
   fi
 }
 
-# train CONFIG RUN_NAME [KEY=VALUE ...]: one stage on two ranks (resumes; skips when done).
+# train CONFIG RUN_NAME [KEY=VALUE ...]: one stage on two ranks (resumes; skips when done),
+# on the train and test splits of $data (Fashion-MNIST unless set).
 train() {
-  local config=$1 name=$2
+  local config=$1 name=$2 splits="${data:-$DATASETS/fashion}"
   shift 2
   log "training $name ($config)"
   launch/mpirun.sh -np 2 $LOOM train "$config" run.dir="$RUNS" run.name="$name" \
-    data.train="$DATASETS/fashion/train" data.test="$DATASETS/fashion/test" "$@" >&2
+    data.train="$splits/train" data.test="$splits/test" "$@" >&2
 }
 
 # The producer hash of cache NAME in the manifest of DIR ("" when it has none).
@@ -227,9 +228,8 @@ case "$NAME" in
       dit_quick=(train.steps=300 train.sample_every=150 train.checkpoint_every=150)
     fi
     clips="$DATASETS/moving-fashion"
-    log "training video-vae (configs/fashion/video/vae.yaml)"
-    launch/mpirun.sh -np 2 $LOOM train configs/fashion/video/vae.yaml run.dir="$RUNS" run.name=video-vae \
-      data.train="$clips/train" data.test="$clips/test" "${vae_quick[@]}" >&2
+    data="$clips"
+    train configs/fashion/video/vae.yaml video-vae "${vae_quick[@]}"
     export_run video-vae "$EXPORTS/video-vae"
     # The latents of every clip, made again when the VAE export changed.
     cache="$CACHES/moving-fashion-latents/train"
@@ -238,9 +238,7 @@ case "$NAME" in
       rm -rf "$cache"
       $LOOM data encode --data "$clips/train" --with "$EXPORTS/video-vae" --out "$cache" >&2
     fi
-    log "training video-dit (configs/fashion/video/dit.yaml)"
-    launch/mpirun.sh -np 2 $LOOM train configs/fashion/video/dit.yaml run.dir="$RUNS" run.name=video-dit \
-      data.train="$cache" stage.vae="$EXPORTS/video-vae" "${dit_quick[@]}" >&2
+    train configs/fashion/video/dit.yaml video-dit data.train="$cache" stage.vae="$EXPORTS/video-vae" "${dit_quick[@]}"
     export_run video-dit "$EXPORTS/video"
     out="$EXPORTS/video"
     stages="{\"video_vae\": \"$EXPORTS/video/vae\", \"video_dit\": \"$EXPORTS/video/video_dit\"}"
