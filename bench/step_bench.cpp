@@ -18,16 +18,24 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Float32 FLOP/s of a square matmul big enough to run at the machine's pace.
-double MatmulFlops() {
-  const int64_t n = 1024;
-  const torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n});
+// Waits for the work queued on `device` (a GPU runs asynchronously to the host).
+void Synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+// Float32 FLOP/s of a square matmul big enough to run at the device's pace.
+double MatmulFlops(const torch::Device& device) {
+  const int64_t n = device.is_cuda() ? 8192 : 1024;
+  const auto options = torch::TensorOptions().device(device);
+  const torch::Tensor a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
   torch::Tensor c = torch::mm(a, b);  // warm-up
+  Synchronize(device);
   int reps = 0;
   const auto t0 = Clock::now();
   double seconds = 0;
   while (seconds < 1.0) {
     c = torch::mm(a, b);
+    Synchronize(device);
     ++reps;
     seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   }
@@ -45,7 +53,8 @@ absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& o) {
     return absl::InvalidArgumentError("batch " + std::to_string(batch) + " does not divide by the world size " +
                                       std::to_string(proc.world) + "; pass another --batch");
   }
-  const torch::Device device(torch::kCPU);
+  // The device `loom train` would use: this rank's GPU where there is one.
+  const torch::Device device = place.device >= 0 ? torch::Device(torch::kCUDA, place.device) : torch::Device(torch::kCPU);
   ASSIGN_OR_RETURN(train::RunSetup setup, train::SetUpRun(e, device));
   stages::Stage& stage = *setup.stage;
   ASSIGN_OR_RETURN(auto group, dist::CreateProcessGroup({e.dist.backend, e.dist.timeout_s}, device));
@@ -67,9 +76,11 @@ absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& o) {
     return absl::OkStatus();
   };
   RETURN_IF_ERROR(step(0));  // warm-up
+  Synchronize(device);
   RETURN_IF_ERROR(group->Barrier());
   const auto t0 = Clock::now();
   for (int i = 1; i <= o.steps; ++i) RETURN_IF_ERROR(step(i));
+  Synchronize(device);
   RETURN_IF_ERROR(group->Barrier());
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count() / o.steps;
   const double flops = 3.0 * stage.ForwardFlops(batch);  // 0 where the stage counts none
@@ -82,18 +93,19 @@ absl::StatusOr<std::string> RunStepBench(const StepBenchOptions& o) {
   j["stage"] = e.stage.kind();
   j["strategy"] = runs[0].strategy->name();
   j["precision"] = e.train.precision;
+  j["device"] = device.str();
   j["step_ms"] = seconds * 1000;
   j["samples_per_s"] = batch / seconds;
   j["model_flops_per_step"] = flops;
   j["achieved_gflops"] = achieved / 1e9;
   if (proc.world == 1) {
     // The peak of this process's threads; with several ranks they would contend for it.
-    const double peak = MatmulFlops();
+    const double peak = MatmulFlops(device);
     j["matmul_gflops"] = peak / 1e9;
     j["share_of_matmul_peak"] = achieved / peak;
     log::Info() << "step " << seconds * 1000 << " ms, " << batch / seconds << " samples/s, " << achieved / 1e9
                 << " GFLOP/s of " << peak / 1e9 << " GFLOP/s float32 matmul (" << 100 * achieved / peak << "%) on "
-                << place.threads << " thread(s)";
+                << (device.is_cuda() ? device.str() : std::to_string(place.threads) + " thread(s)");
   } else {
     log::Info() << "step " << seconds * 1000 << " ms, " << batch / seconds << " samples/s over " << proc.world
                 << " ranks x " << place.threads << " thread(s), " << achieved / 1e9 << " GFLOP/s in all";

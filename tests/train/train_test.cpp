@@ -8,12 +8,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/curves.h"
 #include "tests/support/subprocess.h"
 
 namespace loom {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::Mean;
 
 const std::string kLoom = LOOM_BINARY;
 const std::string kConfig = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.yaml";
@@ -40,12 +42,6 @@ class TrainTest : public ::testing::Test {
     std::ifstream in(runs + "/tiny/metrics.jsonl");
     for (std::string line; std::getline(in, line);) losses.push_back(nlohmann::json::parse(line)["loss"]);
     return losses;
-  }
-
-  static double Mean(const std::vector<double>& v, size_t from, size_t to) {
-    double s = 0;
-    for (size_t i = from; i < to; ++i) s += v[i];
-    return s / static_cast<double>(to - from);
   }
 
   static testing::TempDir* data_;
