@@ -159,8 +159,18 @@ absl::Status VideoDiTStage::Preview(const PreviewData& data, const std::string& 
   return eval::WriteGif(gif, eval::TileClips(clips, 4), 12, 3);
 }
 
+// A step takes one frame bucket: the expected FLOPs over the buckets by their weights, so
+// a measurement over many steps (loom bench step) divides by what was computed.
 double VideoDiTStage::ForwardFlops(int64_t batch) const {
-  return models::VideoDiTForwardFlops(config, batch, latent_frames_, max_tokens);
+  const std::vector<int>& buckets = options.frame_buckets;
+  if (buckets.empty()) return models::VideoDiTForwardFlops(config, batch, latent_frames_, max_tokens);
+  double total = 0, flops = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const double w = options.bucket_weights.empty() ? 1.0 : options.bucket_weights[i];
+    total += w;
+    flops += w * models::VideoDiTForwardFlops(config, batch, buckets[i], max_tokens);
+  }
+  return flops / total;
 }
 
 nlohmann::ordered_json VideoDiTStage::Describe() const {
