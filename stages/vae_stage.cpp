@@ -183,18 +183,26 @@ absl::Status VaeStage::Preview(const PreviewData& data, const std::string& png_p
   return eval::WriteGrid(png_path, torch::cat(rows), static_cast<int>(cols));
 }
 
-absl::StatusOr<nlohmann::ordered_json> VaeStage::Evaluate(const PreviewData& data) {
+absl::StatusOr<eval::ReconstructionEvalOptions> HeldOutReconstruction(const PreviewData& data, const ImageSpec& images,
+                                                                      int64_t limit, const std::string& kind,
+                                                                      const std::string& samples) {
   if (data.data.test.empty()) {
-    return absl::InvalidArgumentError("train.eval_every is set but data.test is empty: the vae stage evaluates "
-                                      "reconstructions of held-out images");
+    return absl::InvalidArgumentError("train.eval_every is set but data.test is empty: the " + kind +
+                                      " stage evaluates reconstructions of held-out " + samples);
   }
   eval::ReconstructionEvalOptions o;
   o.data = data.data.test;
-  o.image_size = images_.size;
-  o.channels = images_.channels;
-  o.fit = images_.fit;
-  o.limit = options.eval.samples;
+  o.image_size = images.size;
+  o.channels = images.channels;
+  o.fit = images.fit;
+  o.limit = limit;
   o.seed = data.seed;
+  return o;
+}
+
+absl::StatusOr<nlohmann::ordered_json> VaeStage::Evaluate(const PreviewData& data) {
+  ASSIGN_OR_RETURN(const eval::ReconstructionEvalOptions o,
+                   HeldOutReconstruction(data, images_, options.eval.samples, "vae", "images"));
   const auto reconstruct = [&](const torch::Tensor& images) {
     return Decode(Encode(images).narrow(1, 0, options.model.z_channels)).to(torch::kCPU);
   };

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/config/schema.h"
+#include "eval/reconstruction.h"
 #include "models/options.h"
 #include "models/vae.h"
 #include "stages/stage.h"
@@ -111,5 +112,12 @@ class VaeStage : public Stage, public Autoencoder, public CacheProducer {
 
 struct StageInputs;
 absl::StatusOr<std::shared_ptr<Stage>> MakeVaeStage(const StageInputs& inputs);
+
+// What both autoencoder stages evaluate: reconstructions of `limit` samples of data.test,
+// read at the stage's image spec. An error names the stage `kind` and its `samples`
+// (images, clips) when the run has no test split.
+absl::StatusOr<eval::ReconstructionEvalOptions> HeldOutReconstruction(const PreviewData& data, const ImageSpec& images,
+                                                                      int64_t limit, const std::string& kind,
+                                                                      const std::string& samples);
 
 }  // namespace loom::stages

@@ -127,18 +127,9 @@ absl::Status VideoVaeStage::Preview(const PreviewData& data, const std::string& 
 }
 
 absl::StatusOr<nlohmann::ordered_json> VideoVaeStage::Evaluate(const PreviewData& data) {
-  if (data.data.test.empty()) {
-    return absl::InvalidArgumentError("train.eval_every is set but data.test is empty: the video_vae stage evaluates "
-                                      "reconstructions of held-out clips");
-  }
-  eval::ReconstructionEvalOptions o;
-  o.data = data.data.test;
-  o.image_size = images_.size;
-  o.channels = images_.channels;
-  o.fit = images_.fit;
-  o.limit = options.eval.samples;
+  ASSIGN_OR_RETURN(eval::ReconstructionEvalOptions o,
+                   HeldOutReconstruction(data, images_, options.eval.samples, "video_vae", "clips"));
   o.batch = 16;
-  o.seed = data.seed;
   const auto reconstruct = [&](const torch::Tensor& clips) {
     return DecodeClips(EncodeClips(clips).narrow(1, 0, options.model.z_channels)).to(torch::kCPU);
   };
