@@ -10,6 +10,8 @@
 #                every clone on this machine (default ~/.cache/loom)
 #   LOOM_BUILD   build directory (default build)
 #   LOOM_JOBS    parallel compile jobs (default: min(nproc, memory/2GiB))
+#   LOOM_BUILD_TYPE  CMake build type of a new build directory (default Release, at -O2
+#                without debug info; RelWithDebInfo adds -g)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -103,7 +105,7 @@ export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-10G}"
 if [[ ! -f "$BUILD/build.ninja" ]]; then
   log "configuring $BUILD"
   cmake -S . -B "$BUILD" -G Ninja \
-    -DCMAKE_BUILD_TYPE="${LOOM_BUILD_TYPE:-RelWithDebInfo}" \
+    -DCMAKE_BUILD_TYPE="${LOOM_BUILD_TYPE:-Release}" \
     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
     -DLOOM_PYTHON="$VENV/bin/python" >/dev/null
 fi
